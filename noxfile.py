@@ -1,0 +1,106 @@
+"""The single entry point: ``nox`` runs tests, lint, typing, docs and coverage.
+
+``nox -s tests`` runs the suite on every Python from the classifiers that
+exists on this machine (missing ones are left out, so ``CI=true`` never
+fails on an interpreter this machine does not have). uv is used when
+present, else virtualenv.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import nox
+
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.error_on_external_run = True
+nox.options.sessions = ["tests", "tests_without_trio", "lint", "typing", "docs", "coverage"]
+
+ROOT = Path(__file__).parent
+PYPROJECT = nox.project.load_toml(ROOT / "pyproject.toml")
+CLASSIFIER_PYTHONS = [
+    c.rsplit(" ", 1)[1]
+    for c in PYPROJECT["project"]["classifiers"]
+    if c.startswith("Programming Language :: Python :: 3.")
+]
+
+
+def _works(version: str) -> bool:
+    exe = shutil.which(f"python{version}")
+    if exe is None:
+        return False
+    probe = subprocess.run([exe, "-c", "import sys"], capture_output=True, check=False)
+    return probe.returncode == 0
+
+
+PYTHONS = [v for v in CLASSIFIER_PYTHONS if _works(v)] or CLASSIFIER_PYTHONS[:1]
+DEFAULT_PYTHON = PYTHONS[0]
+
+
+def group(name: str) -> list[str]:
+    return list(nox.project.dependency_groups(PYPROJECT, name))
+
+
+def _pytest(session: nox.Session, *extra: str) -> None:
+    env = {"COVERAGE_FILE": str(ROOT / f".coverage.{session.name}")}
+    session.run("coverage", "erase", env=env)
+    session.run("coverage", "run", "-m", "pytest", *extra, *session.posargs, env=env)
+    session.run("coverage", "report", "--skip-covered", env=env)
+
+
+@nox.session(python=PYTHONS)
+def tests(session: nox.Session) -> None:
+    """The whole suite on asyncio, asyncio+uvloop and trio, with branch coverage."""
+    session.install(".", *group("test"))
+    _pytest(session)
+
+
+@nox.session(python=DEFAULT_PYTHON)
+def tests_without_trio(session: nox.Session) -> None:
+    """The suite without Trio installed: proves Trio is optional."""
+    session.install(".", *[dep for dep in group("test") if not dep.startswith("trio")])
+    session.run("python", "-c", "import importlib.util as u; assert u.find_spec('trio') is None")
+    _pytest(session)
+
+
+@nox.session(python=DEFAULT_PYTHON)
+def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check."""
+    session.install(*group("lint"))
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python=DEFAULT_PYTHON)
+def typing(session: nox.Session) -> None:
+    """mypy --strict on the package and on tests/typing (the pinned API types)."""
+    session.install(".", *group("typing"))
+    session.run("mypy", "--strict")
+
+
+@nox.session(python=DEFAULT_PYTHON)
+def docs(session: nox.Session) -> None:
+    """Build the docs with warnings as errors."""
+    session.install(".", *group("docs"))
+    out = ROOT / "docs" / "_build" / "html"
+    session.run("sphinx-build", "-W", "--keep-going", "-b", "html", "docs", str(out))
+
+
+@nox.session(python=DEFAULT_PYTHON)
+def coverage(session: nox.Session) -> None:
+    """Combine the coverage of every tests session and report it (branches included)."""
+    session.install("coverage[toml]")
+    files = sorted(str(p) for p in ROOT.glob(".coverage.*"))
+    if not files:
+        session.skip("no coverage data: run the tests sessions first")
+    session.run("coverage", "combine", "--keep", *files, env={"COVERAGE_FILE": ".coverage"})
+    session.run("coverage", "report", env={"COVERAGE_FILE": ".coverage"})
+
+
+@nox.session(python=DEFAULT_PYTHON)
+def bench(session: nox.Session) -> None:
+    """The benchmark suite (``python -m anyway bench``); pass options after --."""
+    session.install(".", *group("bench"))
+    session.run("python", "-m", "anyway", "bench", *session.posargs)

@@ -1,0 +1,195 @@
+"""Virtual time for asyncio: a small event-loop subclass, and fast uvloop.
+
+``VirtualTimeEventLoop`` is a ``SelectorEventLoop`` whose ``time()`` is a
+number we own. Its selector is wrapped: when asyncio is about to block until
+the next timer, the wrapper first polls the real selector without blocking
+(real I/O always wins), then, if nothing is ready and no worker thread is
+busy, moves the clock straight to that timer instead of sleeping. Everything
+that asyncio and AnyIO schedule goes through ``call_at``/``time()``, so
+``anyio.sleep``, cancel-scope deadlines and ``anyio.current_time()`` all see
+the same virtual clock, starting at 0.0 in every loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import selectors
+import time
+from collections.abc import Callable, Mapping
+from contextvars import Context
+from typing import Any, TypeVar, TypeVarTuple, Unpack
+
+__all__ = ["VirtualTimeEventLoop", "accelerated_uvloop_factory", "current_virtual_loop"]
+
+_T = TypeVar("_T")
+_Ts = TypeVarTuple("_Ts")
+
+# How long a real select may block while a worker thread is busy. The thread's
+# result wakes the loop through its self-pipe anyway; this only bounds the
+# damage if something else holds the loop.
+_THREAD_POLL = 0.05
+
+
+class _VirtualSelector(selectors.BaseSelector):
+    """Delegates to the real selector, but turns idle waits into clock jumps."""
+
+    def __init__(self, real: selectors.BaseSelector, loop: VirtualTimeEventLoop) -> None:
+        self._real = real
+        self._loop = loop
+
+    def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
+        return self._real.register(fileobj, events, data)
+
+    def unregister(self, fileobj: Any) -> selectors.SelectorKey:
+        return self._real.unregister(fileobj)
+
+    def modify(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
+        return self._real.modify(fileobj, events, data)
+
+    def close(self) -> None:
+        self._real.close()
+
+    def get_key(self, fileobj: Any) -> selectors.SelectorKey:
+        return self._real.get_key(fileobj)
+
+    def get_map(self) -> Mapping[Any, selectors.SelectorKey]:
+        return self._real.get_map()
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        loop = self._loop
+        if timeout is not None and timeout <= 0:
+            return self._real.select(0)
+        if loop._anyway_busy_threads:
+            # Time stands still while a worker thread runs on real time.
+            return self._real.select(_THREAD_POLL)
+        events = self._real.select(loop.autojump_threshold)
+        if events or timeout is None:
+            # Real I/O is ready, or there is no timer to jump to: wait for
+            # real events only (a real loop would block here as well).
+            return events or self._real.select(None)
+        loop._advance(timeout)
+        return []
+
+
+class VirtualTimeEventLoop(asyncio.SelectorEventLoop):
+    """An asyncio loop on virtual time.
+
+    Time starts at ``0.0`` and only moves when every task is blocked, no
+    callback is ready, no real I/O is pending and no worker thread started by
+    ``anyio.to_thread`` (or ``loop.run_in_executor``) is running; then it jumps
+    straight to the next timer. A one-hour ``anyio.sleep`` returns at once.
+
+    *autojump_threshold* is how long (real seconds) the loop must be idle
+    before time jumps, as with trio's ``MockClock``; 0 jumps at once. Raise it
+    when a test talks to a real server and must give its replies time to come.
+    """
+
+    def __init__(self, *, autojump_threshold: float = 0.0) -> None:
+        self._anyway_now = 0.0
+        self._anyway_busy_threads = 0
+        self.autojump_threshold = 0.0
+        super().__init__(_VirtualSelector(selectors.DefaultSelector(), self))
+        if not (autojump_threshold >= 0 and math.isfinite(autojump_threshold)):
+            self.close()
+            raise ValueError(
+                f"autojump_threshold must be a finite number >= 0, got {autojump_threshold!r}"
+            )
+        self.autojump_threshold = float(autojump_threshold)
+
+    def __repr__(self) -> str:
+        return (
+            f"<{type(self).__name__} time={self._anyway_now!r}"
+            f" busy_threads={self._anyway_busy_threads} closed={self.is_closed()}>"
+        )
+
+    def time(self) -> float:
+        return self._anyway_now
+
+    def _advance(self, timeout: float) -> None:
+        # asyncio computed timeout = next_timer - now (clamped to one day);
+        # land on the timer exactly so durations come out exact.
+        target = self._anyway_now + timeout
+        scheduled: list[asyncio.TimerHandle] = self._scheduled  # type: ignore[attr-defined]
+        if scheduled:
+            target = min(target, scheduled[0].when())
+        self._anyway_now = max(self._anyway_now, target)
+
+    def thread_started(self) -> None:
+        self._anyway_busy_threads += 1
+
+    def thread_finished(self) -> None:
+        self._anyway_busy_threads -= 1
+
+    def run_in_executor(  # type: ignore[override]
+        self, executor: Any, func: Callable[..., _T], *args: Any
+    ) -> asyncio.Future[_T]:
+        future = super().run_in_executor(executor, func, *args)
+        self.thread_started()
+        future.add_done_callback(lambda _: self.thread_finished())
+        return future
+
+
+def current_virtual_loop() -> VirtualTimeEventLoop | None:
+    """The running loop if it is a :class:`VirtualTimeEventLoop`, else ``None``."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+    return loop if isinstance(loop, VirtualTimeEventLoop) else None
+
+
+def accelerated_uvloop_factory(speedup: float) -> Callable[[], asyncio.AbstractEventLoop]:
+    """A uvloop factory whose clock runs *speedup* times faster than real time.
+
+    uvloop keeps its timers and its idle phase in libuv's C code, out of
+    Python's reach, so it cannot be put on virtual time: nothing can tell when
+    all of its tasks are blocked. What we can do is scale: ``time()`` reports
+    real monotonic time multiplied by *speedup*, and ``call_at``/``call_later``
+    divide delays by it, so a 1 s timeout fires after ``1/speedup`` real
+    seconds. Timers still come from libuv on real time (with its 1 ms
+    resolution and real scheduling jitter), so durations are approximate.
+    """
+    import uvloop
+
+    if not (speedup >= 1 and math.isfinite(speedup)):
+        raise ValueError(f"speedup must be a finite number >= 1, got {speedup!r}")
+    if speedup == 1:
+        return uvloop.new_event_loop
+
+    class AcceleratedUVLoop(uvloop.Loop):
+        _anyway_speedup = float(speedup)
+        _anyway_origin = time.monotonic()
+
+        def time(self) -> float:
+            return (time.monotonic() - self._anyway_origin) * self._anyway_speedup
+
+        def call_later(
+            self,
+            delay: float,
+            callback: Callable[[Unpack[_Ts]], object],
+            *args: *_Ts,
+            context: Context | None = None,
+        ) -> asyncio.TimerHandle:
+            handle: asyncio.TimerHandle = super().call_later(
+                max(0.0, delay) / self._anyway_speedup, callback, *args, context=context
+            )
+            return handle
+
+        def call_at(
+            self,
+            when: float,
+            callback: Callable[[Unpack[_Ts]], object],
+            *args: *_Ts,
+            context: Context | None = None,
+        ) -> asyncio.TimerHandle:
+            return self.call_later(when - self.time(), callback, *args, context=context)
+
+    def factory() -> asyncio.AbstractEventLoop:
+        loop = AcceleratedUVLoop()
+        loop._anyway_origin = time.monotonic()
+        return loop
+
+    factory._anyway_kind = "uvloop"  # type: ignore[attr-defined]
+    factory.__qualname__ = factory.__name__ = f"AcceleratedUVLoop[x{speedup:g}]"
+    return factory

@@ -1,0 +1,110 @@
+"""The ``anyway`` pytest plugin (registered through the ``pytest11`` entry point).
+
+It adds:
+
+* the ``real_time`` marker: :func:`~anyway.testing.fresh_backend` runs such a
+  test on real time (for tests that talk to a real server);
+* the ``clock`` fixture: ``clock.now()``, ``clock.virtual`` and
+  ``clock.approx(seconds)`` to assert durations exactly on virtual time and
+  within a tolerance on (accelerated) real time;
+* a closing line ``backends: asyncio=N uvloop=N trio=N`` counting the tests
+  that ran on each loop.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import anyio
+import pytest
+
+from ._backends import backend_id, is_virtual
+
+__all__ = ["Clock"]
+
+_BACKEND_ORDER = ("asyncio", "uvloop", "trio")
+
+
+class Clock:
+    """What the ``clock`` fixture gives a test.
+
+    On virtual time durations are exact (up to float rounding), so
+    ``clock.approx(1.5)`` only forgives 1 ns. On real time (uvloop, or a
+    ``real_time`` test) timers fire late by scheduling jitter, so it forgives
+    ``tolerance`` seconds of clock time (scaled by the loop's speed-up).
+    """
+
+    __slots__ = ("backend", "tolerance", "virtual")
+
+    def __init__(self, backend: str, *, virtual: bool, tolerance: float) -> None:
+        self.backend = backend
+        self.virtual = virtual
+        self.tolerance = tolerance
+
+    def __repr__(self) -> str:
+        return f"<Clock backend={self.backend} virtual={self.virtual} tolerance={self.tolerance}>"
+
+    @staticmethod
+    def now() -> float:
+        """``anyio.current_time()``: the loop's (possibly virtual) clock."""
+        return anyio.current_time()
+
+    def approx(self, seconds: float) -> Any:
+        """A value that compares equal to durations close enough to *seconds*."""
+        if self.virtual:
+            return pytest.approx(seconds, abs=1e-9)
+        return pytest.approx(seconds, abs=self.tolerance, rel=0.05)
+
+
+@pytest.fixture
+def clock(anyio_backend: Any) -> Clock:
+    """Durations and time for a test, whichever loop it runs on."""
+    name = backend_id(anyio_backend)
+    virtual = is_virtual(anyio_backend)
+    speedup = 1.0
+    if isinstance(anyio_backend, tuple):
+        factory = anyio_backend[1].get("loop_factory")
+        loop_class = getattr(factory, "__qualname__", "")
+        if "AcceleratedUVLoop[x" in loop_class:
+            speedup = float(loop_class.split("[x", 1)[1].rstrip("]"))
+    # 15 ms of real jitter, seen as clock time on a loop that runs faster.
+    return Clock(name, virtual=virtual, tolerance=0.015 * speedup)
+
+
+class _BackendCounter:
+    """Counts the tests that ran (passed or failed) on each loop."""
+
+    def __init__(self) -> None:
+        self.by_item: dict[str, str] = {}
+        self.counts: Counter[str] = Counter()
+
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        for item in items:
+            callspec = getattr(item, "callspec", None)
+            if callspec is not None and "anyio_backend" in callspec.params:
+                self.by_item[item.nodeid] = backend_id(callspec.params["anyio_backend"])
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when == "call" and not report.skipped:
+            backend = self.by_item.get(report.nodeid)
+            if backend is not None:
+                self.counts[backend] += 1
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if not self.by_item:
+            return
+        names = [*_BACKEND_ORDER, *sorted(set(self.counts) - set(_BACKEND_ORDER))]
+        terminalreporter.write_line(
+            "backends: " + " ".join(f"{name}={self.counts.get(name, 0)}" for name in names)
+        )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "real_time: run this test on real time even where the suite uses virtual time"
+        " (tests that talk to real servers)",
+    )
+    config.pluginmanager.register(_BackendCounter(), "anyway-backend-counter")

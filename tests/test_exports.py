@@ -1,0 +1,59 @@
+"""The public surface: ``__all__`` matches what is exported, and typed."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
+import types
+
+import pytest
+
+import anyway
+import anyway.testing
+
+
+def _public_names(module: types.ModuleType) -> set[str]:
+    return {
+        name
+        for name, value in vars(module).items()
+        if not name.startswith("_")
+        and not isinstance(value, types.ModuleType)
+        and name != "annotations"
+    }
+
+
+@pytest.mark.parametrize("module", [anyway, anyway.testing], ids=lambda m: m.__name__)
+def test_all_matches_exports(module: types.ModuleType) -> None:
+    assert sorted(module.__all__) == sorted(set(module.__all__)), "duplicates in __all__"
+    assert set(module.__all__) == _public_names(module)
+
+
+def test_public_names_live_in_anyway() -> None:
+    for name in anyway.__all__:
+        obj = getattr(anyway, name)
+        if inspect.isclass(obj) or inspect.isfunction(obj):
+            assert obj.__module__ == "anyway", name
+
+
+def test_private_modules_are_private() -> None:
+    for info in pkgutil.iter_modules(anyway.__path__):
+        if info.name in {"testing", "httpx", "redis", "otel"}:
+            continue
+        assert info.name.startswith("_"), f"anyway.{info.name} should be private"
+
+
+def test_public_callables_are_documented() -> None:
+    for module in (anyway, anyway.testing):
+        for name in module.__all__:
+            obj = getattr(module, name)
+            if callable(obj):
+                assert inspect.getdoc(obj), f"{module.__name__}.{name} has no docstring"
+
+
+def test_py_typed_is_shipped() -> None:
+    spec = importlib.util.find_spec("anyway")
+    assert spec is not None
+    assert spec.submodule_search_locations is not None
+    (location,) = spec.submodule_search_locations
+    assert (importlib.resources.files("anyway") / "py.typed").is_file(), location

@@ -1,0 +1,346 @@
+"""anyway.testing: virtual time on asyncio and Trio, backends(), the plugin."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import math
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+import anyio
+import pytest
+
+from anyway.testing import (
+    VirtualTimeEventLoop,
+    accelerated_uvloop_factory,
+    backend_id,
+    backends,
+    is_virtual,
+    virtual_time_options,
+)
+from anyway.testing._pytest_plugin import Clock
+
+pytest_plugins = ["pytester"]
+
+HAVE_TRIO = importlib.util.find_spec("trio") is not None
+# Trio is optional: the tests_without_trio session runs this file without it.
+VIRTUAL = ["asyncio", "trio"] if HAVE_TRIO else ["asyncio"]
+
+
+# --- virtual time through anyio.run -------------------------------------------
+
+
+@pytest.mark.parametrize("backend", VIRTUAL)
+def test_one_hour_sleep_is_instant(backend: str) -> None:
+    async def main() -> tuple[float, float]:
+        start = anyio.current_time()
+        await anyio.sleep(3600)
+        return start, anyio.current_time()
+
+    wall = time.perf_counter()
+    start, end = anyio.run(main, backend=backend, backend_options=virtual_time_options(backend))
+    wall = time.perf_counter() - wall
+    assert start == 0.0
+    assert end == 3600.0
+    assert wall < 0.5  # measured: ~1 ms; loose so a loaded machine cannot flake it
+
+
+@pytest.mark.parametrize("backend", VIRTUAL)
+def test_timeouts_fire_on_virtual_time(backend: str) -> None:
+    async def main() -> tuple[bool, float]:
+        with anyio.move_on_after(2.5) as scope:
+            await anyio.sleep_forever()
+        return scope.cancelled_caught, anyio.current_time()
+
+    opts = virtual_time_options(backend)
+    assert anyio.run(main, backend=backend, backend_options=opts) == (True, 2.5)
+
+
+@pytest.mark.parametrize("backend", VIRTUAL)
+def test_concurrent_sleepers_wake_in_order(backend: str) -> None:
+    woke: list[tuple[str, float]] = []
+
+    async def sleeper(name: str, seconds: float) -> None:
+        await anyio.sleep(seconds)
+        woke.append((name, anyio.current_time()))
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(sleeper, "c", 3.0)
+            tg.start_soon(sleeper, "a", 1.0)
+            tg.start_soon(sleeper, "b", 2.0)
+
+    anyio.run(main, backend=backend, backend_options=virtual_time_options(backend))
+    assert woke == [("a", 1.0), ("b", 2.0), ("c", 3.0)]
+
+
+@pytest.mark.parametrize("backend", VIRTUAL)
+def test_time_never_jumps_over_a_worker_thread(backend: str) -> None:
+    """The case trio's MockClock autojump and looptime get wrong."""
+
+    async def main() -> tuple[bool, float]:
+        with anyio.move_on_after(5) as scope:
+            await anyio.to_thread.run_sync(time.sleep, 0.05)
+        return scope.cancelled_caught, anyio.current_time()
+
+    cancelled, now = anyio.run(main, backend=backend, backend_options=virtual_time_options(backend))
+    assert not cancelled
+    assert now < 5  # the clock stood still while the thread slept
+
+
+@pytest.mark.parametrize("backend", VIRTUAL)
+def test_other_sleepers_wait_for_the_thread(backend: str) -> None:
+    """A task sleeping 1 s beside a thread call does not wake first."""
+    events: list[str] = []
+
+    async def sleeper() -> None:
+        await anyio.sleep(1)
+        events.append("sleeper")
+
+    async def worker() -> None:
+        await anyio.to_thread.run_sync(time.sleep, 0.02)
+        events.append("thread")
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(sleeper)
+            tg.start_soon(worker)
+
+    anyio.run(main, backend=backend, backend_options=virtual_time_options(backend))
+    assert events == ["thread", "sleeper"]
+
+
+@pytest.mark.parametrize("backend", VIRTUAL)
+def test_thread_with_custom_limiter_is_tracked(backend: str) -> None:
+    async def main() -> bool:
+        limiter = anyio.CapacityLimiter(1)
+        with anyio.move_on_after(1) as scope:
+            await anyio.to_thread.run_sync(time.sleep, 0.02, limiter=limiter)
+        return scope.cancelled_caught
+
+    assert not anyio.run(main, backend=backend, backend_options=virtual_time_options(backend))
+
+
+@pytest.mark.parametrize("backend", VIRTUAL)
+def test_abandoned_thread_does_not_freeze_time(backend: str) -> None:
+    release = threading.Event()
+
+    async def main() -> float:
+        with anyio.move_on_after(1):
+            await anyio.to_thread.run_sync(
+                lambda: anyio.from_thread.run_sync(anyio.current_time) and release.wait(),
+                abandon_on_cancel=True,
+            )
+        # the thread is still blocked, but the scope gave up on it
+        await anyio.sleep(10)
+        return anyio.current_time()
+
+    try:
+        end = anyio.run(main, backend=backend, backend_options=virtual_time_options(backend))
+    finally:
+        release.set()
+    assert end >= 10
+
+
+def test_run_in_executor_is_tracked() -> None:
+    async def main() -> tuple[bool, float]:
+        loop = asyncio.get_running_loop()
+        with anyio.move_on_after(1) as scope:
+            await loop.run_in_executor(None, time.sleep, 0.02)
+        return scope.cancelled_caught, loop.time()
+
+    loop = VirtualTimeEventLoop()
+    try:
+        cancelled, now = loop.run_until_complete(main())
+    finally:
+        loop.close()
+    assert not cancelled
+    assert now < 1
+
+
+def test_virtual_loop_prefers_real_io() -> None:
+    """Data already waiting on a socket is read before time jumps."""
+
+    async def main() -> tuple[bytes, float]:
+        reader, writer = await asyncio.open_connection(sock=left)
+        other.sendall(b"ping")
+        async with asyncio.timeout(10):
+            data = await reader.readexactly(4)
+        writer.close()
+        return data, asyncio.get_running_loop().time()
+
+    import socket
+
+    left, other = socket.socketpair()
+    loop = VirtualTimeEventLoop()
+    try:
+        data, now = loop.run_until_complete(main())
+    finally:
+        loop.close()
+        other.close()
+    assert data == b"ping"
+    assert now == 0.0
+
+
+def test_virtual_loop_repr_and_validation() -> None:
+    loop = VirtualTimeEventLoop()
+    try:
+        assert "time=0.0" in repr(loop)
+        assert "busy_threads=0" in repr(loop)
+    finally:
+        loop.close()
+    with pytest.raises(ValueError, match="autojump_threshold"):
+        VirtualTimeEventLoop(autojump_threshold=-1)
+
+
+@pytest.mark.parametrize("bad", [-1.0, math.nan, math.inf])
+def test_virtual_time_options_rejects_bad_threshold(bad: float) -> None:
+    with pytest.raises(ValueError, match="autojump_threshold"):
+        virtual_time_options("asyncio", autojump_threshold=bad)
+
+
+def test_virtual_time_options_rejects_wrong_types() -> None:
+    with pytest.raises(TypeError, match="autojump_threshold"):
+        virtual_time_options("trio", autojump_threshold="1")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="uvloop"):
+        virtual_time_options("uvloop")
+
+
+@pytest.mark.parametrize("backend", VIRTUAL)
+def test_autojump_threshold_waits_for_real_idleness(backend: str) -> None:
+    async def main() -> float:
+        await anyio.sleep(1)
+        return anyio.current_time()
+
+    opts = virtual_time_options(backend, autojump_threshold=0.01)
+    wall = time.perf_counter()
+    assert anyio.run(main, backend=backend, backend_options=opts) == 1.0
+    assert time.perf_counter() - wall >= 0.01
+
+
+@pytest.mark.skipif(not HAVE_TRIO, reason="the trio-only leg of the no-trio session")
+def test_trio_clock_repr() -> None:
+    clock = virtual_time_options("trio")["clock"]
+    from anyway.testing._trio import _trackers
+
+    assert "busy=0" in repr(_trackers[clock])
+
+
+# --- backends() and friends --------------------------------------------------
+
+
+def test_backends_lists_every_loop() -> None:
+    trio = ["trio"] if HAVE_TRIO else []
+    assert [backend_id(b) for b in backends()] == ["asyncio", "uvloop", *trio]
+    assert [backend_id(b) for b in backends(uvloop=False)] == ["asyncio", *trio]
+    assert not any(is_virtual(b) for b in backends())
+    virtual = backends(virtual_time=True)
+    assert [is_virtual(b) for b in virtual] == [True, False] + [True] * len(trio)
+
+
+def test_importing_anyway_does_not_import_trio() -> None:
+    code = "import sys, anyway, anyway.testing; assert 'trio' not in sys.modules, 'trio imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_backend_id_of_plain_values() -> None:
+    assert backend_id("trio") == "trio"
+    assert backend_id(("asyncio", {"use_uvloop": True})) == "uvloop"
+    assert not is_virtual("asyncio")
+    with pytest.raises(TypeError, match="anyio_backend"):
+        backend_id(42)
+
+
+@pytest.mark.parametrize("bad", [0.5, math.inf, math.nan])
+def test_accelerated_uvloop_rejects_bad_speedup(bad: float) -> None:
+    with pytest.raises(ValueError, match="speedup"):
+        accelerated_uvloop_factory(bad)
+
+
+def test_accelerated_uvloop_runs_faster() -> None:
+    factory = accelerated_uvloop_factory(100)
+
+    async def main() -> float:
+        start = anyio.current_time()
+        await anyio.sleep(2)
+        with anyio.move_on_after(1):
+            await anyio.sleep_forever()
+        return anyio.current_time() - start
+
+    wall = time.perf_counter()
+    elapsed = anyio.run(main, backend="asyncio", backend_options={"loop_factory": factory})
+    wall = time.perf_counter() - wall
+    assert elapsed >= 3.0
+    assert wall < 3.0 / 2  # measured ~30 ms; only proves time is scaled
+
+
+# --- the fixtures, through the real plugin ------------------------------------
+
+
+@pytest.mark.anyio
+async def test_clock_fixture_measures_loop_time(clock: Clock) -> None:
+    start = clock.now()
+    await anyio.sleep(1.5)
+    assert clock.now() - start == clock.approx(1.5)
+    assert clock.now() - start != clock.approx(3.0)
+
+
+@pytest.mark.anyio
+async def test_virtual_time_starts_at_zero_in_each_test(clock: Clock, anyio_backend: Any) -> None:
+    if clock.virtual:
+        assert clock.now() == 0.0
+        await anyio.sleep(7)
+        assert clock.now() == 7.0
+    else:
+        assert backend_id(anyio_backend) == "uvloop"
+        assert "tolerance" in repr(clock)
+
+
+@pytest.mark.anyio
+@pytest.mark.real_time
+async def test_real_time_marker(clock: Clock) -> None:
+    assert not clock.virtual
+    start = time.perf_counter()
+    await anyio.sleep(0.01)
+    assert time.perf_counter() - start >= 0.009
+
+
+def test_plugin_prints_backend_counts(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(
+        """
+import pytest
+from anyway.testing import backend_id, backends, fresh_backend
+
+@pytest.fixture(params=backends(virtual_time=True), ids=backend_id)
+def anyio_backend(request):
+    return fresh_backend(request)
+"""
+    )
+    pytester.makepyfile(
+        """
+import anyio, pytest
+
+@pytest.mark.anyio
+async def test_sleep(clock):
+    start = clock.now()
+    await anyio.sleep(5)
+    assert clock.now() - start == clock.approx(5)
+
+@pytest.mark.anyio
+async def test_skipped_on_trio(anyio_backend):
+    if anyio_backend[0] == "trio":
+        pytest.skip("not counted")
+
+def test_sync():
+    pass
+"""
+    )
+    result = pytester.runpytest_inprocess("-p", "anyio", "-v")
+    result.assert_outcomes(passed=6, skipped=1)
+    result.stdout.fnmatch_lines(
+        ["*test_sleep?asyncio? PASSED*", "backends: asyncio=2 uvloop=2 trio=1"]
+    )
