@@ -1,0 +1,213 @@
+"""Events that policies emit, and the hooks that receive them.
+
+Every policy (retry, breaker, bulkhead, limiter, deadline) reports what it
+decides as a small frozen event object. Hooks receive them: the hooks given
+to the policy itself, then the global hooks (:func:`add_hook`). The default
+global hook, :func:`log_event`, logs to the stdlib logger ``"anyway"``.
+
+Events are only built when something happens (a retry, a rejection, a state
+change), never on the happy path.
+"""
+
+from __future__ import annotations
+
+import enum
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import TypeAlias
+
+__all__ = [
+    "BreakerStateChanged",
+    "CallRejected",
+    "CircuitState",
+    "DeadlineExpired",
+    "Event",
+    "Hook",
+    "RetryGaveUp",
+    "RetryScheduled",
+    "add_hook",
+    "emit",
+    "emit_sync",
+    "global_hooks",
+    "log_event",
+    "remove_hook",
+]
+
+logger = logging.getLogger("anyway")
+
+
+class CircuitState(enum.Enum):
+    """The state of a :class:`~anyway.CircuitBreaker`."""
+
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    """Base of every event. ``policy`` names the policy object that emitted it
+    (the breaker's name, the function's qualified name for retry...)."""
+
+    policy: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryScheduled(Event):
+    """A retry will happen after ``delay`` seconds. ``attempt`` is the number
+    of the attempt that just failed (1 for the first call). Exactly one of
+    ``error`` (the exception) and ``result`` (a result that
+    ``retry_if_result`` rejected) is meaningful."""
+
+    attempt: int
+    delay: float
+    error: BaseException | None = None
+    result: object = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryGaveUp(Event):
+    """Retrying stopped after ``attempts`` attempts and ``elapsed`` seconds;
+    ``reason`` says why (attempts exhausted, timeout, deadline, budget...)."""
+
+    attempts: int
+    elapsed: float
+    reason: str
+    error: BaseException | None = None
+    result: object = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BreakerStateChanged(Event):
+    """A circuit breaker moved from ``old`` to ``new``."""
+
+    old: CircuitState
+    new: CircuitState
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallRejected(Event):
+    """A call was refused without running: ``by`` is ``"breaker"``,
+    ``"bulkhead"`` or ``"limiter"``; ``retry_after`` is when trying again may
+    succeed (``None`` when unknown)."""
+
+    by: str
+    retry_after: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeadlineExpired(Event):
+    """A deadline of ``seconds`` (``None`` for an absolute one) expired."""
+
+    seconds: float | None
+
+
+Hook: TypeAlias = Callable[[Event], Awaitable[None] | None]
+"""A hook: a sync or async callable taking an :class:`Event`."""
+
+
+def log_event(event: Event) -> None:
+    """The default global hook: log *event* on the ``"anyway"`` logger.
+
+    Retries and rejections are ``INFO``, give-ups and breaker opening
+    ``WARNING``, other state changes and expired deadlines ``INFO``.
+    """
+    match event:
+        case RetryScheduled():
+            if logger.isEnabledFor(logging.INFO):
+                what = f"{type(event.error).__name__}: {event.error}" if event.error else "result"
+                logger.info(
+                    "%s: attempt %d failed (%s); retrying in %.3g s",
+                    event.policy,
+                    event.attempt,
+                    what,
+                    event.delay,
+                )
+        case RetryGaveUp():
+            logger.warning(
+                "%s: gave up after %d attempts in %.3g s: %s",
+                event.policy,
+                event.attempts,
+                event.elapsed,
+                event.reason,
+            )
+        case BreakerStateChanged():
+            level = logging.WARNING if event.new is CircuitState.OPEN else logging.INFO
+            logger.log(
+                level,
+                "%s: circuit %s -> %s%s",
+                event.policy,
+                event.old.value,
+                event.new.value,
+                f" ({event.reason})" if event.reason else "",
+            )
+        case CallRejected():
+            logger.info(
+                "%s: call rejected by %s%s",
+                event.policy,
+                event.by,
+                f", retry after {event.retry_after:.3g} s" if event.retry_after is not None else "",
+            )
+        case DeadlineExpired():
+            logger.info("%s: deadline of %s s expired", event.policy, event.seconds)
+        case _:
+            logger.debug("%s", event)
+
+
+_global_hooks: list[Hook] = [log_event]
+
+
+def add_hook(hook: Hook) -> None:
+    """Add a global hook that receives every event of every policy."""
+    if not callable(hook):
+        raise TypeError(f"hook must be callable, got {hook!r}")
+    if hook not in _global_hooks:
+        _global_hooks.append(hook)
+
+
+def remove_hook(hook: Hook) -> None:
+    """Remove a global hook (``remove_hook(log_event)`` silences the default logging)."""
+    try:
+        _global_hooks.remove(hook)
+    except ValueError:
+        raise ValueError(f"{hook!r} is not a registered global hook") from None
+
+
+def global_hooks() -> tuple[Hook, ...]:
+    """The global hooks, in calling order."""
+    return tuple(_global_hooks)
+
+
+def check_hooks(hooks: Iterable[Hook] | Hook) -> tuple[Hook, ...]:
+    """Normalise a policy's ``hooks=`` argument (one hook or an iterable)."""
+    if callable(hooks):
+        return (hooks,)
+    result = tuple(hooks)
+    for hook in result:
+        if not callable(hook):
+            raise TypeError(f"hooks must be callables taking an event, got {hook!r}")
+    return result
+
+
+async def emit(event: Event, hooks: tuple[Hook, ...] = ()) -> None:
+    """Send *event* to *hooks*, then to the global hooks; await async ones."""
+    for hook in (*hooks, *_global_hooks):
+        result = hook(event)
+        if inspect.isawaitable(result):
+            await result
+
+
+def emit_sync(event: Event, hooks: tuple[Hook, ...] = ()) -> None:
+    """Like :func:`emit`, for places that cannot await (async hooks are an error there)."""
+    for hook in (*hooks, *_global_hooks):
+        result = hook(event)
+        if inspect.isawaitable(result):
+            if inspect.iscoroutine(result):
+                result.close()
+            raise TypeError(
+                f"hook {hook!r} is async, but {type(event).__name__} is emitted from"
+                " synchronous code; use a sync hook here"
+            )
