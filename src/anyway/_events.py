@@ -14,6 +14,7 @@ from __future__ import annotations
 import enum
 import inspect
 import logging
+import reprlib
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import TypeAlias
@@ -118,7 +119,11 @@ def log_event(event: Event) -> None:
     match event:
         case RetryScheduled():
             if logger.isEnabledFor(logging.INFO):
-                what = f"{type(event.error).__name__}: {event.error}" if event.error else "result"
+                what = (
+                    f"{type(event.error).__name__}: {event.error}"
+                    if event.error is not None
+                    else f"result {reprlib.repr(event.result)}"
+                )
                 logger.info(
                     "%s: attempt %d failed (%s); retrying in %.3g s",
                     event.policy,
@@ -128,9 +133,10 @@ def log_event(event: Event) -> None:
                 )
         case RetryGaveUp():
             logger.warning(
-                "%s: gave up after %d attempts in %.3g s: %s",
+                "%s: gave up after %d attempt%s in %.3g s: %s",
                 event.policy,
                 event.attempts,
+                "" if event.attempts == 1 else "s",
                 event.elapsed,
                 event.reason,
             )
@@ -152,7 +158,10 @@ def log_event(event: Event) -> None:
                 f", retry after {event.retry_after:.3g} s" if event.retry_after is not None else "",
             )
         case DeadlineExpired():
-            logger.info("%s: deadline of %s s expired", event.policy, event.seconds)
+            if event.seconds is None:
+                logger.info("%s: deadline expired", event.policy)
+            else:
+                logger.info("%s: deadline of %g s expired", event.policy, event.seconds)
         case _:
             logger.debug("%s", event)
 
@@ -185,7 +194,12 @@ def check_hooks(hooks: Iterable[Hook] | Hook) -> tuple[Hook, ...]:
     """Normalise a policy's ``hooks=`` argument (one hook or an iterable)."""
     if callable(hooks):
         return (hooks,)
-    result = tuple(hooks)
+    try:
+        result = tuple(hooks)
+    except TypeError:
+        raise TypeError(
+            f"hooks must be a callable taking an event, or an iterable of them, got {hooks!r}"
+        ) from None
     for hook in result:
         if not callable(hook):
             raise TypeError(f"hooks must be callables taking an event, got {hook!r}")

@@ -171,8 +171,11 @@ def accelerated_uvloop_factory(speedup: float) -> Callable[[], asyncio.AbstractE
             *args: *_Ts,
             context: Context | None = None,
         ) -> asyncio.TimerHandle:
+            # libuv measures the delay from its cached loop time, which lags
+            # after busy work; add the lag so that the timer never fires early.
+            lag = max(0.0, time.monotonic() - uvloop.Loop.time(self))
             handle: asyncio.TimerHandle = super().call_later(
-                max(0.0, delay) / self._anyway_speedup, callback, *args, context=context
+                max(0.0, delay) / self._anyway_speedup + lag, callback, *args, context=context
             )
             return handle
 
