@@ -14,14 +14,20 @@ from ._backends import backends as backends
 from ._backends import fresh_backend as fresh_backend
 from ._backends import is_virtual as is_virtual
 from ._backends import virtual_time_options as virtual_time_options
+from ._retry import RetryTestMode as RetryTestMode
+from ._retry import cap_attempts as cap_attempts
+from ._retry import no_backoff as no_backoff
 
 __all__ = [
     "DEFAULT_UVLOOP_SPEEDUP",
+    "RetryTestMode",
     "VirtualTimeEventLoop",
     "accelerated_uvloop_factory",
     "backend_id",
     "backends",
+    "cap_attempts",
     "fresh_backend",
     "is_virtual",
+    "no_backoff",
     "virtual_time_options",
 ]

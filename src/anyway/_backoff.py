@@ -1,0 +1,238 @@
+"""Capped exponential backoff with the jitters of the AWS Architecture Blog
+post "Exponential Backoff And Jitter" (Marc Brooker, 2015).
+
+With ``temp = min(max, initial * multiplier ** n)`` for the ``n``-th wait
+(``n = 0`` for the wait after the first failure):
+
+* ``None`` (no jitter): ``temp``;
+* ``"full"``: ``uniform(0, temp)``;
+* ``"equal"``: ``temp / 2 + uniform(0, temp / 2)``;
+* ``"decorrelated"``: ``min(max, uniform(initial, previous * 3))``, where
+  ``previous`` is the wait before (``initial`` at first).
+
+Once ``temp`` has reached ``max`` the jittered waits stay random (peers such
+as tenacity and stamina add their jitter *before* capping, so at the cap every
+client waits exactly ``max`` again and they retry in lockstep).
+"""
+
+from __future__ import annotations
+
+import inspect
+import random as _rnd
+from collections.abc import Callable, Iterator
+from typing import Final, Literal, TypeAlias
+
+from ._validate import check_number, check_seconds
+
+__all__ = ["Backoff", "Jitter"]
+
+Jitter: TypeAlias = Literal["full", "equal", "decorrelated"] | None
+
+_JITTERS: Final = ("full", "equal", "decorrelated", None)
+#: The decorrelated jitter's growth factor, as in the post.
+_DECORRELATED_FACTOR: Final = 3.0
+
+
+def _fmt(value: float) -> str:
+    return repr(value) if value != int(value) else repr(int(value))
+
+
+class Backoff:
+    """How long to wait before each retry: capped exponential growth plus jitter.
+
+    The ``n``-th wait (``n = 0`` after the first failure) is drawn from
+    ``temp = min(max, initial * multiplier ** n)`` as the AWS Architecture
+    Blog post "Exponential Backoff And Jitter" (2015) defines it:
+
+    ``jitter=None``
+        ``temp``: exactly ``initial``, ``initial * multiplier``, ... up to
+        ``max``. Clients that failed together retry together: use it only in
+        tests or when a single client retries.
+    ``jitter="full"`` (the default)
+        ``uniform(0, temp)``: the least total work when many clients contend.
+    ``jitter="equal"``
+        ``temp / 2 + uniform(0, temp / 2)``: never less than half of ``temp``.
+    ``jitter="decorrelated"``
+        ``min(max, uniform(initial, 3 * previous))``, with ``previous`` the
+        wait before (``initial`` for the first). ``multiplier`` does not apply:
+        the growth factor is the post's ``3``.
+
+    At the cap the waits stay random (``uniform(0, max)`` for full jitter,
+    ``[max / 2, max]`` for equal jitter), unlike jitter that is added before
+    capping and so vanishes there.
+
+    *random* is the source of randomness: a :class:`random.Random` (or any
+    object with a ``uniform(a, b)`` method), e.g. ``random.Random(42)`` for
+    reproducible waits; the default is the :mod:`random` module's shared
+    generator. A ``Backoff`` holds no per-call state and can be shared by any
+    number of concurrent calls: each call gets its own sequence from
+    :meth:`delays`.
+
+    All times are in seconds; *initial* and *max* may be ``0`` (no wait).
+    """
+
+    __slots__ = ("_initial", "_jitter", "_max", "_multiplier", "_random", "_uniform")
+
+    _initial: float
+    _max: float
+    _multiplier: float
+    _jitter: Jitter
+    _random: object
+    _uniform: Callable[[float, float], float]
+
+    def __init__(
+        self,
+        *,
+        initial: float = 0.1,
+        max: float = 10.0,
+        multiplier: float = 2.0,
+        jitter: Jitter = "full",
+        random: _rnd.Random | None = None,
+    ) -> None:
+        initial = check_seconds("initial", initial, hint="; the first wait in seconds, e.g. 0.1")
+        cap = check_seconds(
+            "max",
+            max,
+            hint="; the longest wait in seconds (an unbounded wait is never what you want)",
+        )
+        if initial > cap:
+            raise ValueError(
+                f"initial must be <= max, got initial={initial!r} > max={cap!r};"
+                " raise max or lower initial"
+            )
+        multiplier = check_number(
+            "multiplier",
+            multiplier,
+            minimum=1.0,
+            hint="; waits must not shrink (use 1 for a constant wait, 2 to double)",
+        )
+        if jitter not in _JITTERS or isinstance(jitter, bool):
+            if not isinstance(jitter, str):
+                raise TypeError(
+                    f"jitter must be 'full', 'equal', 'decorrelated' or None, got {jitter!r}"
+                    f" ({type(jitter).__name__})"
+                )
+            raise ValueError(
+                f"jitter must be 'full', 'equal', 'decorrelated' or None, got {jitter!r}"
+            )
+        uniform: Callable[[float, float], float]
+        if random is None:
+            uniform = _rnd.uniform
+        else:
+            candidate: object = getattr(random, "uniform", None)
+            if not callable(candidate) or inspect.isclass(random):
+                raise TypeError(
+                    "random must be a random.Random instance (e.g. random.Random(42)) or an"
+                    f" object with a uniform(a, b) method, got {random!r}"
+                )
+            uniform = candidate
+        object.__setattr__(self, "_initial", initial)
+        object.__setattr__(self, "_max", cap)
+        object.__setattr__(self, "_multiplier", multiplier)
+        object.__setattr__(self, "_jitter", jitter)
+        object.__setattr__(self, "_random", random)
+        object.__setattr__(self, "_uniform", uniform)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(
+            f"Backoff objects are immutable (they are shared by concurrent calls); create a"
+            f" new Backoff instead of setting {name!r}"
+        )
+
+    def __repr__(self) -> str:
+        random = "" if self._random is None else f", random={self._random!r}"
+        return (
+            f"Backoff(initial={_fmt(self._initial)}, max={_fmt(self._max)},"
+            f" multiplier={_fmt(self._multiplier)}, jitter={self._jitter!r}{random})"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Backoff):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def _key(self) -> tuple[object, ...]:
+        return (self._initial, self._max, self._multiplier, self._jitter, id(self._random))
+
+    @property
+    def initial(self) -> float:
+        """The first wait (before jitter), in seconds."""
+        return self._initial
+
+    @property
+    def max(self) -> float:
+        """The longest wait, in seconds."""
+        return self._max
+
+    @property
+    def multiplier(self) -> float:
+        """How much the un-jittered wait grows after each retry."""
+        return self._multiplier
+
+    @property
+    def jitter(self) -> Jitter:
+        """``"full"``, ``"equal"``, ``"decorrelated"`` or ``None``."""
+        return self._jitter
+
+    def ceiling(self, n: int) -> float:
+        """The un-jittered wait ``min(max, initial * multiplier ** n)`` for the
+        ``n``-th wait (``n = 0`` after the first failure): the exact wait with
+        ``jitter=None``, the upper bound with full and equal jitter."""
+        if n < 0:
+            raise ValueError(f"n must be >= 0, got {n!r}")
+        try:
+            temp = self._initial * self._multiplier**n
+        except OverflowError:
+            return self._max
+        return min(self._max, temp)
+
+    def delay(self, n: int, *, previous: float | None = None) -> float:
+        """One draw of the ``n``-th wait (``n = 0`` after the first failure).
+
+        Decorrelated jitter depends on the wait before instead of on ``n``:
+        pass it as *previous* (default ``initial``, which gives the first
+        wait). To draw a whole sequence, use :meth:`delays`.
+        """
+        if self._jitter == "decorrelated":
+            prev = self._initial if previous is None else previous
+            return min(self._max, self._uniform(self._initial, prev * _DECORRELATED_FACTOR))
+        return self._jitter_of(self.ceiling(n))
+
+    def _jitter_of(self, temp: float) -> float:
+        jitter = self._jitter
+        if jitter is None:
+            return temp
+        if jitter == "full":
+            return self._uniform(0.0, temp)
+        half = temp / 2
+        return half + self._uniform(0.0, half)
+
+    def delays(self) -> Iterator[float]:
+        """A fresh, endless iterator of waits for one call: the state that
+        decorrelated jitter needs lives in the iterator, never in the shared
+        ``Backoff``."""
+        if self._jitter == "decorrelated":
+            return self._decorrelated()
+        return self._exponential()
+
+    def _exponential(self) -> Iterator[float]:
+        temp = min(self._max, self._initial)
+        cap = self._max
+        multiplier = self._multiplier
+        jitter_of = self._jitter_of
+        while True:
+            yield jitter_of(temp)
+            if temp < cap:
+                temp = min(cap, temp * multiplier)
+
+    def _decorrelated(self) -> Iterator[float]:
+        base = self._initial
+        cap = self._max
+        uniform = self._uniform
+        sleep = base
+        while True:
+            sleep = min(cap, uniform(base, sleep * _DECORRELATED_FACTOR))
+            yield sleep

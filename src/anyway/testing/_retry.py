@@ -1,0 +1,118 @@
+"""Test helpers for code that retries with :func:`anyway.retry`.
+
+Both helpers set a context variable, so they apply to the current task and
+to the tasks it starts *inside* the ``with`` block, and never leak into other
+tests or tasks. Library code reads it only after a failure.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from contextvars import Token
+from types import TracebackType
+from typing import Any, TypeVar
+
+from .._retry import _test_mode, _TestMode
+from .._validate import check_count
+
+__all__ = ["RetryTestMode", "cap_attempts", "no_backoff"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class RetryTestMode:
+    """What :func:`no_backoff` and :func:`cap_attempts` return: a context
+    manager (``with no_backoff():``) that is also a decorator for sync and
+    async test functions (``@no_backoff()``)."""
+
+    __slots__ = ("_max_attempts", "_tokens", "_zero_waits")
+
+    def __init__(self, *, zero_waits: bool, max_attempts: int | None) -> None:
+        self._zero_waits = zero_waits
+        self._max_attempts = max_attempts
+        self._tokens: list[Token[_TestMode | None]] = []
+
+    def __repr__(self) -> str:
+        return (
+            f"<RetryTestMode zero_waits={self._zero_waits} max_attempts={self._max_attempts}"
+            f" active={bool(self._tokens)}>"
+        )
+
+    def __enter__(self) -> None:
+        outer = _test_mode.get()
+        zero_waits = self._zero_waits
+        max_attempts = self._max_attempts
+        if outer is not None:  # nested: the strictest of both wins
+            zero_waits = zero_waits or outer.zero_waits
+            if outer.max_attempts is not None:
+                max_attempts = (
+                    outer.max_attempts
+                    if max_attempts is None
+                    else min(max_attempts, outer.max_attempts)
+                )
+        mode = _TestMode(zero_waits=zero_waits, max_attempts=max_attempts)
+        self._tokens.append(_test_mode.set(mode))
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        _test_mode.reset(self._tokens.pop())
+
+    def _fresh(self) -> RetryTestMode:
+        return RetryTestMode(zero_waits=self._zero_waits, max_attempts=self._max_attempts)
+
+    def __call__(self, fn: F) -> F:
+        """Decorate a (sync or async) function: it runs in this mode."""
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                with self._fresh():  # one object per call: safe for concurrent calls
+                    return await fn(*args, **kwargs)
+
+            return async_wrapper  # type: ignore[return-value]
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with self._fresh():
+                return fn(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+
+def no_backoff(*, attempts: int | None = None) -> RetryTestMode:
+    """Make retries happen with zero wait (backoff and delays returned by
+    ``on`` alike), and with *attempts*, cap the attempts of every retry
+    policy at that number too::
+
+        with anyway.testing.no_backoff():
+            assert await flaky() == "ok"      # retried without waiting
+
+        @anyway.testing.no_backoff(attempts=2)
+        async def test_gives_up(): ...
+
+    Timeouts, deadlines and budgets still apply. Zero waits are still
+    checkpoints (``anyio.sleep(0)``), so cancellation is noticed.
+    """
+    if attempts is not None:
+        attempts = check_count("attempts", attempts, hint="; or None to keep each policy's")
+    return RetryTestMode(zero_waits=True, max_attempts=attempts)
+
+
+def cap_attempts(attempts: int) -> RetryTestMode:
+    """Cap the attempts of every retry policy at *attempts* (a policy with
+    fewer keeps its own), without changing the waits::
+
+        with anyway.testing.cap_attempts(1):
+            with pytest.raises(ConnectionError):
+                await fetch()   # fails at once instead of retrying 10 times
+    """
+    return RetryTestMode(
+        zero_waits=False,
+        max_attempts=check_count("attempts", attempts, hint="; e.g. 1 to disable retrying"),
+    )
