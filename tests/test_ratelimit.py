@@ -1,0 +1,556 @@
+"""RateLimiter and KeyedRateLimiter: exact GCRA grant times, burst, timeout,
+FIFO, cancellation, bounded memory, bad input. Every test runs on every loop."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable
+from fractions import Fraction
+from typing import Any
+
+import anyio
+import pytest
+
+import anyway._ratelimit as _ratelimit
+from anyway import CallRejected, Event, KeyedRateLimiter, RateLimiter, RateLimitExceeded
+
+pytestmark = pytest.mark.anyio
+
+Limiter = RateLimiter | KeyedRateLimiter
+
+
+async def _acquire(limiter: Limiter, cost: int = 1, key: Hashable = "k", **kw: Any) -> None:
+    if isinstance(limiter, KeyedRateLimiter):
+        await limiter.acquire(key, cost, **kw)
+    else:
+        await limiter.acquire(cost, **kw)
+
+
+def _try(limiter: Limiter, cost: int = 1, key: Hashable = "k") -> bool:
+    if isinstance(limiter, KeyedRateLimiter):
+        return limiter.try_acquire(key, cost)
+    return limiter.try_acquire(cost)
+
+
+def _wait_time(limiter: Limiter, cost: int = 1, key: Hashable = "k") -> float:
+    if isinstance(limiter, KeyedRateLimiter):
+        return limiter.wait_time(key, cost)
+    return limiter.wait_time(cost)
+
+
+def both(rate: float, per: float = 1.0, **kw: Any) -> list[Any]:
+    return [
+        pytest.param(lambda **extra: RateLimiter(rate, per, **kw, **extra), id="single"),
+        pytest.param(lambda **extra: KeyedRateLimiter(rate, per, **kw, **extra), id="keyed"),
+    ]
+
+
+def spy_on_decisions(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Record every clock reading the limiters make. Right after an acquire
+    returns, the last one is the time its grant was decided at: on real time
+    (uvloop) the caller's own clock reading would come a little later."""
+    readings: list[float] = []
+
+    def current_time() -> float:
+        now = anyio.current_time()
+        readings.append(now)
+        return now
+
+    monkeypatch.setattr(_ratelimit, "current_time", current_time)
+    return readings
+
+
+class Recorder:
+    """Starts acquirers at given times and records when each was granted."""
+
+    def __init__(self, limiter: Limiter, clock: Any) -> None:
+        self.limiter = limiter
+        self.t0 = clock.now()
+        self.clock = clock
+        self.granted: dict[str, float] = {}
+        self.order: list[str] = []
+        self.scopes: dict[str, anyio.CancelScope] = {}
+
+    async def acquire(self, name: str, at: float, cost: int = 1, key: Hashable = "k") -> None:
+        scope = self.scopes[name] = anyio.CancelScope()
+        with scope:
+            await anyio.sleep_until(self.t0 + at)
+            await _acquire(self.limiter, cost, key)
+            self.granted[name] = self.clock.now() - self.t0
+            self.order.append(name)
+
+    async def cancel(self, name: str, at: float) -> None:
+        await anyio.sleep_until(self.t0 + at)
+        self.scopes[name].cancel()
+
+    def times(self) -> dict[str, Any]:
+        return {name: self.clock.approx(t) for name, t in self.granted.items()}
+
+
+# --- exact grant times -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("make", both(2))
+async def test_evenly_spaced_grants(make: Any, clock: Any) -> None:
+    limiter = make()
+    t0 = clock.now()
+    times = []
+    for _ in range(5):
+        await _acquire(limiter)
+        times.append(clock.now() - t0)
+    assert times == [clock.approx(t) for t in (0.0, 0.5, 1.0, 1.5, 2.0)]
+
+
+async def test_async_with_takes_one_unit_and_gives_nothing_back(clock: Any) -> None:
+    limiter = RateLimiter(1)
+    t0 = clock.now()
+    async with limiter:
+        pass
+    async with limiter:
+        assert clock.now() - t0 == clock.approx(1.0)
+    async with limiter:
+        assert clock.now() - t0 == clock.approx(2.0)
+
+
+async def test_async_with_bursts_and_queues(clock: Any) -> None:
+    limiter = RateLimiter(1, burst=2)
+    t0 = clock.now()
+    async with limiter:
+        pass
+    async with limiter:  # still within the burst
+        assert clock.now() - t0 == clock.approx(0)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(limiter.acquire)  # granted at 1
+        await anyio.sleep(0.5)
+        async with limiter:  # behind it: 2
+            assert clock.now() - t0 == clock.approx(2)
+
+
+@pytest.mark.parametrize("make", both(3, burst=3))
+async def test_burst_then_steady_rate_then_burst_again(make: Any, clock: Any) -> None:
+    limiter = make()
+    t0 = clock.now()
+    times = []
+    for _ in range(5):
+        await _acquire(limiter)
+        times.append(clock.now() - t0)
+    # 3 at once, then one every 1/3 s
+    assert times == [clock.approx(t) for t in (0, 0, 0, 1 / 3, 2 / 3)]
+    await anyio.sleep(5)  # fully recovered: a whole burst again
+    assert [_try(limiter) for _ in range(4)] == [True, True, True, False]
+
+
+@pytest.mark.parametrize("make", both(1, per=2.0, burst=2))
+async def test_cost_consumes_several_units(make: Any, clock: Any) -> None:
+    limiter = make()  # one unit every 2 s, bursts of 2
+    t0 = clock.now()
+    await _acquire(limiter, 2)
+    assert clock.now() - t0 == clock.approx(0)
+    await _acquire(limiter, 1)
+    assert clock.now() - t0 == clock.approx(2)
+    await _acquire(limiter, 2)  # needs 2 free units: TAT 6 - 2*2
+    assert clock.now() - t0 == clock.approx(6)
+
+
+async def test_window_never_exceeds_rate_plus_burst_minus_one(
+    clock: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 10 per second with burst 3, 20 eager callers: the busiest 1-second window
+    # holds exactly 10 + 3 - 1 = 12 grants.
+    decisions = spy_on_decisions(monkeypatch)
+    limiter = RateLimiter(10, burst=3)
+    grants: list[float] = []
+
+    async def caller() -> None:
+        for _ in range(2):
+            await limiter.acquire()
+            grants.append(decisions[-1])  # the clock reading the grant was decided on
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(20):
+            tg.start_soon(caller)
+    grants.sort()
+    busiest = max(sum(1 for g in grants if start <= g < start + 1.0) for start in grants)
+    assert busiest <= 12
+    if clock.virtual:
+        assert busiest == 12
+        assert grants[-1] - grants[0] == clock.approx(3.7)  # 3 at once, then 37 at 0.1 s
+
+
+def test_decisions_are_exact_where_floats_are_not() -> None:
+    # rate=3: T = 1/3 is no float. After a grant at 0 the next unit conforms at
+    # exactly 1/3: not at the float just below it, yes at the one just above.
+    limiter = RateLimiter(3)
+    b = limiter._bucket
+    assert limiter._take(b, 0.0, 1)
+    below = 0.3333333333333333
+    assert below < Fraction(1, 3) < math.nextafter(below, 1)
+    assert not limiter._take(b, below, 1)
+    assert limiter._take(b, math.nextafter(below, 1), 1)
+    # a waiter would sleep until the first float at or after the exact time
+    due = limiter._due(b, 1)
+    assert Fraction(b.a) + limiter._exact <= Fraction(due)
+    assert Fraction(math.nextafter(due, 0)) < Fraction(b.a) + limiter._exact
+    # offered every float next to k/3, the limiter never fits 4 units in [t, t+1)
+    limiter = RateLimiter(3)
+    near = {math.nextafter(k / 3, to) for k in range(1, 10) for to in (0, 2)}
+    candidates = sorted({0.0, *near, *(k / 3 for k in range(1, 10))})
+    granted = [t for t in candidates if limiter._take(limiter._bucket, t, 1)]
+    assert len(granted) >= 8  # arriving a hair late costs a hair of capacity
+    for start in granted:
+        window = [g for g in granted if Fraction(start) <= g < Fraction(start) + 1]
+        assert len(window) <= 3
+
+
+def test_near_boundary_on_a_large_clock() -> None:
+    # Trio's real clock starts far from 0 and monotonic clocks run for days:
+    # rounding grows with the magnitude, decisions must stay exact.
+    limiter = RateLimiter(7, per=3.0, burst=2)
+    b = limiter._bucket
+    start = 1e6 + 0.1
+    assert limiter._take(b, start, 2)
+    due = limiter._due(b, 1)  # 3/7 s later, rounded up to a float
+    assert Fraction(due) >= Fraction(start) + Fraction(3) / 7
+    assert not limiter._take(b, math.nextafter(due, 0), 1)
+    assert limiter._take(b, due, 1)
+
+
+# --- try_acquire and timeout -------------------------------------------------------
+
+
+@pytest.mark.parametrize("make", both(1, per=4.0, burst=2))
+async def test_try_acquire_never_waits(make: Any, clock: Any) -> None:
+    limiter = make()  # one unit per 4 s, bursts of 2
+    t0 = clock.now()
+    assert _try(limiter, 2)
+    assert not _try(limiter)
+    assert clock.now() - t0 == clock.approx(0)
+    await anyio.sleep(5)  # one unit back at 4, the next at 8
+    assert _try(limiter)
+    assert not _try(limiter)
+
+
+@pytest.mark.parametrize("make", both(1))
+async def test_timeout_raises_at_once_with_retry_after(make: Any, clock: Any) -> None:
+    events: list[Event] = []
+    limiter = make(hooks=events.append)
+    t0 = clock.now()
+    await _acquire(limiter)
+    with pytest.raises(RateLimitExceeded) as info:
+        await _acquire(limiter, timeout=0.5)
+    assert clock.now() - t0 == clock.approx(0)  # did not wait
+    assert info.value.retry_after == clock.approx(1.0)
+    assert "later than timeout=0.5 s" in str(info.value)
+    (event,) = events
+    assert isinstance(event, CallRejected)
+    assert event.by == "limiter"
+    assert event.retry_after == clock.approx(1.0)
+    # exactly at the timeout is fine, and so is math.inf
+    await _acquire(limiter, timeout=1.0)
+    assert clock.now() - t0 == clock.approx(1.0)
+    await _acquire(limiter, timeout=math.inf)
+    assert clock.now() - t0 == clock.approx(2.0)
+    await anyio.sleep(5)
+    await _acquire(limiter, timeout=0)  # conforms now: granted even with no time to wait
+
+
+async def test_timeout_counts_the_queue(clock: Any) -> None:
+    limiter = RateLimiter(1, burst=2)
+    rec = Recorder(limiter, clock)
+    assert limiter.try_acquire(2)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(rec.acquire, "a", 0.0, 2)  # due at 2
+        await anyio.sleep(0.5)
+        assert limiter.waiting == 1
+        assert limiter.wait_time() == clock.approx(2.5)  # behind a: 3
+        with pytest.raises(RateLimitExceeded) as info:
+            await limiter.acquire(timeout=1.5)
+        assert info.value.retry_after == clock.approx(2.5)
+        await limiter.acquire(timeout=3.5)
+        assert clock.now() - rec.t0 == clock.approx(3.0)
+    assert rec.times() == {"a": clock.approx(2.0)}
+    assert limiter.wait_time() == clock.approx(1.0)
+    assert limiter.wait_time(2) == clock.approx(2.0)
+
+
+async def test_keyed_timeout_names_the_key(clock: Any) -> None:
+    events: list[Event] = []
+    limiter = KeyedRateLimiter(1, name="api", hooks=[events.append])
+    await limiter.acquire("alice")
+    with pytest.raises(RateLimitExceeded, match=r"api\['alice'\]: 1 unit\(s\)"):
+        await limiter.acquire("alice", timeout=0.25)
+    await limiter.acquire("bob", timeout=0)  # another key is not limited
+    assert [e.policy for e in events] == ["api['alice']"]
+    assert limiter.wait_time("alice") == clock.approx(1.0)
+    assert limiter.wait_time("carol") == 0.0
+
+
+# --- FIFO --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("make", both(1, burst=3))
+async def test_big_cost_is_not_starved_by_small_ones(make: Any, clock: Any) -> None:
+    # After a full burst at 0, "big" (cost 3) needs the bucket empty again: t=3.
+    # A stream of cost-1 callers arrives meanwhile; each could conform on its
+    # own (at 1 and 2), but none may overtake "big".
+    limiter = make()
+    rec = Recorder(limiter, clock)
+    await _acquire(limiter, 3)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(rec.acquire, "big", 0.1, 3)
+        for i, at in enumerate((0.5, 1.0, 1.5, 2.0, 2.5)):
+            tg.start_soon(rec.acquire, f"small{i}", at)
+        await anyio.sleep(1.25)
+        assert not _try(limiter)  # a unit is free, but "big" is waiting
+    assert rec.order == ["big", "small0", "small1", "small2", "small3", "small4"]
+    assert rec.times() == {
+        "big": clock.approx(3.0),
+        "small0": clock.approx(4.0),
+        "small1": clock.approx(5.0),
+        "small2": clock.approx(6.0),
+        "small3": clock.approx(7.0),
+        "small4": clock.approx(8.0),
+    }
+
+
+async def test_waiting_and_repr(clock: Any) -> None:
+    limiter = RateLimiter(2, per=1.0, burst=1, name="db")
+    assert repr(limiter) == "<RateLimiter 'db' rate=2 per=1 burst=1 waiting=0>"
+    assert (limiter.rate, limiter.per, limiter.burst, limiter.name) == (2.0, 1.0, 1, "db")
+    assert limiter.wait_time() == 0.0  # never used
+    await limiter.acquire()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(limiter.acquire)
+        tg.start_soon(limiter.acquire)
+        await anyio.sleep(0.25)
+        assert limiter.waiting == 2
+        assert "waiting=2" in repr(limiter)
+    assert limiter.waiting == 0
+    keyed = KeyedRateLimiter(0.5, per=60)
+    assert repr(keyed) == "<KeyedRateLimiter rate=0.5 per=60 burst=1 keys=0 waiting=0>"
+    await keyed.acquire(("a", 1))
+    assert "keys=1" in repr(keyed)
+    assert "limit ('a', 1)" in repr(keyed.limit(("a", 1)))
+
+
+# --- cancellation ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("make", both(1))
+async def test_cancelled_waiter_consumes_nothing_and_others_move_up(make: Any, clock: Any) -> None:
+    limiter = make()
+    rec = Recorder(limiter, clock)
+    async with anyio.create_task_group() as tg:
+        for name, at in (("a", 0.0), ("b", 0.1), ("c", 0.2), ("d", 0.3), ("e", 0.4)):
+            tg.start_soon(rec.acquire, name, at)
+        tg.start_soon(rec.cancel, "b", 0.5)  # the head (due at 1): c takes its place
+        tg.start_soon(rec.cancel, "d", 0.5)  # in the middle: e moves up
+    assert rec.order == ["a", "c", "e"]
+    assert rec.times() == {"a": clock.approx(0), "c": clock.approx(1), "e": clock.approx(2)}
+    assert limiter.waiting == 0
+
+
+@pytest.mark.parametrize("make", both(1))
+async def test_cancel_racing_the_handoff_passes_the_turn_on(make: Any, clock: Any) -> None:
+    # At t=1 "b" is granted and hands the head of the queue to "c" while "c" is
+    # cancelled at that very moment: "d" must take over, granted at 2.
+    limiter = make()
+    rec = Recorder(limiter, clock)
+    async with anyio.create_task_group() as tg:
+        for name, at in (("a", 0.0), ("b", 0.1), ("c", 0.2), ("d", 0.3)):
+            tg.start_soon(rec.acquire, name, at)
+        tg.start_soon(rec.cancel, "c", 1.0)
+    assert rec.order == ["a", "b", "d"]
+    assert rec.times() == {"a": clock.approx(0), "b": clock.approx(1), "d": clock.approx(2)}
+
+
+@pytest.mark.parametrize("make", both(1))
+async def test_acquire_is_a_checkpoint(make: Any, clock: Any) -> None:
+    limiter = make()
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        await _acquire(limiter)
+        pytest.fail("acquire did not check for cancellation")  # pragma: no cover
+    assert scope.cancelled_caught
+    assert _try(limiter)  # the cancelled call took nothing
+
+    ran = []
+
+    async def other() -> None:
+        ran.append(clock.now())
+
+    unlimited = type(limiter)(1e6, burst=1000)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(other)
+        for _ in range(10):  # never has to wait, but yields to other tasks
+            await _acquire(unlimited)
+        assert ran
+
+
+async def test_async_with_is_a_checkpoint() -> None:
+    limiter = RateLimiter(1)
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        async with limiter:
+            pytest.fail("entered a cancelled scope")  # pragma: no cover
+    assert scope.cancelled_caught
+    assert limiter.try_acquire()
+
+
+# --- KeyedRateLimiter --------------------------------------------------------------
+
+
+async def test_keys_are_independent(clock: Any) -> None:
+    limiter = KeyedRateLimiter(1, burst=2)
+    t0 = clock.now()
+    for key in ("a", "b", "c"):
+        async with limiter.limit(key):
+            pass
+        await limiter.acquire(key)
+    assert clock.now() - t0 == clock.approx(0)
+    assert len(limiter) == 3
+    assert not limiter.try_acquire("a")
+    async with limiter.limit("a"):
+        assert clock.now() - t0 == clock.approx(1)
+
+
+async def test_flood_of_keys_keeps_memory_bounded(clock: Any) -> None:
+    # 10 per second per key, burst 2: a key that took a whole burst is fully
+    # recovered 0.2 s later. 10,000 distinct keys arrive in batches of 100
+    # every 0.05 s: only the keys granted within the last 0.2 s (the current
+    # batch and the 4 before it) are tracked, never the whole flood.
+    limiter = KeyedRateLimiter(10, burst=2)
+    sizes = []
+    for batch in range(100):
+        for i in range(100):
+            assert limiter.try_acquire((batch, i), 2)
+        sizes.append(len(limiter))
+        await anyio.sleep(0.05)
+    assert max(sizes) <= 500
+    if clock.virtual:
+        assert sizes[5:] == [500] * 95
+    await anyio.sleep(1)
+    for _ in range(125):  # each operation sweeps a few recovered keys
+        limiter.try_acquire("late")
+    assert len(limiter) == 1
+
+
+async def test_limited_key_is_never_reset_by_a_flood(clock: Any) -> None:
+    # One unit per second, bursts of 3. "hot" takes a whole burst at 0 (full
+    # again at 3); 100 other keys take one unit each every 0.5 s. A key is
+    # kept at most burst * per / rate = 3 s after its grant, so the flood is
+    # swept as it goes, but "hot" is never reset: its next burst comes at 3.
+    limiter = KeyedRateLimiter(1, burst=3)
+    t0 = clock.now()
+    await limiter.acquire("hot", 3)
+    sizes = []
+    for batch in range(10):  # up to 4.5 s
+        for i in range(100):
+            assert limiter.try_acquire((batch, i))
+        sizes.append(len(limiter))
+        if clock.now() - t0 < 2.5:
+            assert not limiter.try_acquire("hot", 3)
+        await anyio.sleep(0.5)
+    assert max(sizes) <= 7 * 100 + 1
+    assert sizes[-1] < 10 * 100
+    if clock.virtual:
+        # at 3.0 "hot" is exactly recovered (kept); each operation then drops
+        # up to 4 recovered keys from the front
+        assert sizes == [101, 201, 301, 401, 501, 601, 701, 401, 300, 300]
+
+
+async def test_keys_with_waiters_are_never_dropped(clock: Any) -> None:
+    limiter = KeyedRateLimiter(1, per=3.0)  # one unit per 3 s
+    rec = Recorder(limiter, clock)
+    await limiter.acquire("slow")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(rec.acquire, "w1", 0.0, 1, "slow")
+        tg.start_soon(rec.acquire, "w2", 0.5, 1, "slow")
+        for step in range(10):  # others sweep the front again and again
+            await anyio.sleep(0.5)
+            for i in range(20):
+                assert limiter.try_acquire((step, i))
+    assert rec.times() == {"w1": clock.approx(3.0), "w2": clock.approx(6.0)}
+    assert limiter.waiting == 0
+
+
+async def test_recovered_key_is_dropped_and_comes_back_fresh(clock: Any) -> None:
+    limiter = KeyedRateLimiter(1, burst=4)
+    await limiter.acquire("a", 4)  # full again at 4
+    await anyio.sleep(2)  # half recovered: kept
+    assert limiter.try_acquire("b", 4)  # full again at 6
+    assert len(limiter) == 2
+    await anyio.sleep(2.5)  # "a" fully recovered, "b" still limited
+    assert limiter.try_acquire("c")
+    assert len(limiter) == 2  # "a" dropped
+    assert limiter.try_acquire("a", 4)  # a fresh key: a whole burst
+
+
+# --- bad input ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cls", [RateLimiter, KeyedRateLimiter])
+@pytest.mark.parametrize(
+    ("args", "kwargs", "error", "match"),
+    [
+        ((0,), {}, ValueError, "rate must be > 0, got 0"),
+        ((-1,), {}, ValueError, "rate must be > 0, got -1"),
+        ((math.nan,), {}, ValueError, "rate must be a number, got NaN"),
+        ((math.inf,), {}, ValueError, "rate must be finite, got inf"),
+        ((True,), {}, TypeError, "rate must be a number, got True"),
+        (("10",), {}, TypeError, "rate must be a number, got '10'"),
+        ((1, 0), {}, ValueError, "per must be > 0, got 0"),
+        ((1, -2.0), {}, ValueError, "per must be > 0, got -2.0"),
+        ((1, math.nan), {}, ValueError, "per must be a number, got NaN"),
+        ((1, math.inf), {}, ValueError, "per must be finite"),
+        ((1,), {"burst": 0}, ValueError, "burst must be >= 1, got 0"),
+        ((1,), {"burst": 1.5}, TypeError, "burst must be a whole number, got 1.5"),
+        ((1,), {"burst": True}, TypeError, "burst must be a whole number, got True"),
+        ((1e-300, 1e300), {}, ValueError, "per / rate must be a positive, finite"),
+        ((1e300, 1e-300), {}, ValueError, "per / rate must be a positive, finite"),
+        ((1,), {"name": 3}, TypeError, "name must be a string or None"),
+        ((1,), {"hooks": [3]}, TypeError, "hooks must be callables"),
+    ],
+)
+def test_bad_construction(
+    cls: type, args: tuple[Any, ...], kwargs: dict[str, Any], error: type, match: str
+) -> None:
+    with pytest.raises(error, match=match.replace("(", r"\(").replace(")", r"\)")):
+        cls(*args, **kwargs)
+
+
+@pytest.mark.parametrize("make", both(1, burst=2))
+@pytest.mark.parametrize(
+    ("cost", "error", "match"),
+    [
+        (0, ValueError, "cost must be >= 1, got 0"),
+        (-1, ValueError, "cost must be >= 1, got -1"),
+        (1.5, TypeError, "cost must be a whole number, got 1.5"),
+        (True, TypeError, "cost must be a whole number, got True"),
+        ("1", TypeError, "cost must be a whole number, got '1'"),
+        (3, ValueError, "cost=3 can never be granted: burst=2 caps a single request"),
+    ],
+)
+async def test_bad_cost(make: Any, cost: Any, error: type, match: str) -> None:
+    limiter = make()
+    with pytest.raises(error, match=match):
+        await _acquire(limiter, cost)
+    with pytest.raises(error, match=match):
+        _try(limiter, cost)
+    with pytest.raises(error, match=match):
+        _wait_time(limiter, cost)
+    assert _try(limiter, 2)  # nothing was taken
+
+
+@pytest.mark.parametrize("make", both(1))
+@pytest.mark.parametrize(
+    ("value", "error", "match"),
+    [
+        (-1, ValueError, "timeout must be >= 0, got -1"),
+        (math.nan, ValueError, "timeout must be a number, got NaN"),
+        ("1", TypeError, "timeout must be a number"),
+    ],
+)
+async def test_bad_timeout(make: Any, value: Any, error: type, match: str) -> None:
+    with pytest.raises(error, match=match):
+        await _acquire(make(), timeout=value)
