@@ -1,0 +1,173 @@
+"""OpenTelemetry metrics for anyway's events (the ``otel`` extra:
+``pip install 'anyway[otel]'``).
+
+::
+
+    import anyway.otel
+
+    anyway.otel.instrument()  # every policy's events -> metrics, via the global MeterProvider
+
+or, to choose the provider and where the hook goes::
+
+    hook = anyway.otel.OpenTelemetryHook(meter_provider=provider)
+    breaker = anyway.CircuitBreaker(name="db", hooks=[hook])  # only this breaker
+
+Metrics (every data point has the attribute ``anyway.policy``: the breaker's,
+bulkhead's or limiter's name, or the retried function's qualified name):
+
+``anyway.retry.retries`` (counter)
+    retries scheduled (:class:`~anyway.RetryScheduled`).
+``anyway.retry.give_ups`` (counter, ``anyway.reason``)
+    retrying stopped at a limit (:class:`~anyway.RetryGaveUp`); the reason is
+    one of ``attempts``, ``timeout``, ``deadline``, ``budget``, ``other``.
+``anyway.rejections`` (counter, ``anyway.rejected_by``)
+    calls refused without running (:class:`~anyway.CallRejected`), by
+    ``breaker``, ``bulkhead`` or ``limiter``.
+``anyway.breaker.state`` (up-down counter, ``anyway.breaker.state``)
+    how many breakers of that name are in each state (``closed``, ``open``,
+    ``half_open``): 1 for the current state, 0 for the others. A breaker
+    appears at its first change of state.
+``anyway.breaker.transitions`` (counter, ``anyway.breaker.from``, ``anyway.breaker.to``)
+    changes of state.
+``anyway.deadlines.expired`` (counter)
+    expired deadlines (:class:`~anyway.DeadlineExpired`).
+
+The hook is synchronous and cheap (a dictionary lookup and an ``add`` per
+event), and events only happen when a policy decides something, never on
+the happy path.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+try:
+    from opentelemetry import metrics as _metrics
+except ImportError as exc:
+    raise ImportError(
+        "anyway.otel needs the OpenTelemetry API: pip install 'anyway[otel]' (or opentelemetry-api)"
+    ) from exc
+
+from . import __version__
+from ._events import (
+    BreakerStateChanged,
+    CallRejected,
+    DeadlineExpired,
+    Event,
+    RetryGaveUp,
+    RetryScheduled,
+    add_hook,
+)
+
+if TYPE_CHECKING:
+    from opentelemetry.metrics import Meter, MeterProvider
+
+__all__ = ["OpenTelemetryHook", "instrument"]
+
+
+def _reason_kind(reason: str) -> str:
+    """A low-cardinality kind for a :class:`~anyway.RetryGaveUp` reason (the
+    reason itself holds numbers)."""
+    if reason.startswith("no attempts left"):
+        return "attempts"
+    if "retry timeout" in reason:
+        return "timeout"
+    if "deadline" in reason:
+        return "deadline"
+    if "budget" in reason:
+        return "budget"
+    return "other"
+
+
+class OpenTelemetryHook:
+    """A hook (see :func:`anyway.add_hook`) that records anyway's events as
+    OpenTelemetry metrics (listed in :mod:`anyway.otel`).
+
+    *meter*: the meter to create the instruments on; otherwise one named
+    ``"anyway"`` from *meter_provider* (default: the global provider).
+    """
+
+    __slots__ = (
+        "_deadlines",
+        "_give_ups",
+        "_rejections",
+        "_retries",
+        "_seen",
+        "_state",
+        "_transitions",
+    )
+
+    def __init__(
+        self, *, meter_provider: MeterProvider | None = None, meter: Meter | None = None
+    ) -> None:
+        if meter is None:
+            meter = _metrics.get_meter("anyway", __version__, meter_provider=meter_provider)
+        elif meter_provider is not None:
+            raise TypeError("pass meter= or meter_provider=, not both")
+        self._retries = meter.create_counter(
+            "anyway.retry.retries", unit="{retry}", description="Retries scheduled"
+        )
+        self._give_ups = meter.create_counter(
+            "anyway.retry.give_ups", unit="{call}", description="Calls whose retrying gave up"
+        )
+        self._rejections = meter.create_counter(
+            "anyway.rejections",
+            unit="{call}",
+            description="Calls refused without running (breaker, bulkhead, limiter)",
+        )
+        self._state = meter.create_up_down_counter(
+            "anyway.breaker.state",
+            unit="{breaker}",
+            description="Circuit breakers in each state",
+        )
+        self._transitions = meter.create_counter(
+            "anyway.breaker.transitions",
+            unit="{transition}",
+            description="Circuit breaker changes of state",
+        )
+        self._deadlines = meter.create_counter(
+            "anyway.deadlines.expired", unit="{deadline}", description="Deadlines that expired"
+        )
+        self._seen: set[str] = set()  # breakers whose state is counted
+
+    def __repr__(self) -> str:
+        return f"<anyway.otel.OpenTelemetryHook breakers={len(self._seen)}>"
+
+    def __call__(self, event: Event) -> None:
+        """Record *event*."""
+        policy = event.policy
+        match event:
+            case RetryScheduled():
+                self._retries.add(1, {"anyway.policy": policy})
+            case RetryGaveUp():
+                self._give_ups.add(
+                    1, {"anyway.policy": policy, "anyway.reason": _reason_kind(event.reason)}
+                )
+            case CallRejected():
+                self._rejections.add(1, {"anyway.policy": policy, "anyway.rejected_by": event.by})
+            case BreakerStateChanged():
+                old, new = event.old.value, event.new.value
+                if policy in self._seen:
+                    self._state.add(-1, {"anyway.policy": policy, "anyway.breaker.state": old})
+                else:
+                    self._seen.add(policy)
+                self._state.add(1, {"anyway.policy": policy, "anyway.breaker.state": new})
+                self._transitions.add(
+                    1,
+                    {"anyway.policy": policy, "anyway.breaker.from": old, "anyway.breaker.to": new},
+                )
+            case DeadlineExpired():
+                self._deadlines.add(1, {"anyway.policy": policy})
+            case _:
+                pass  # events of later versions: nothing to record yet
+
+
+def instrument(
+    *, meter_provider: MeterProvider | None = None, meter: Meter | None = None
+) -> OpenTelemetryHook:
+    """Record the events of every policy as metrics: build an
+    :class:`OpenTelemetryHook` and add it to the global hooks. Returns it
+    (``anyway.remove_hook(hook)`` stops the recording)."""
+    hook = OpenTelemetryHook(meter_provider=meter_provider, meter=meter)
+    add_hook(hook)
+    return hook

@@ -1,0 +1,184 @@
+"""anyway.otel: events become OpenTelemetry metrics (read with the SDK's in-memory reader)."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import anyio
+import pytest
+
+pytest.importorskip("opentelemetry.sdk", reason="the otel extra is not installed")
+
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+import anyway
+from anyway import (
+    Backoff,
+    BreakerStateChanged,
+    CallRejected,
+    CircuitBreaker,
+    CircuitOpen,
+    CircuitState,
+    DeadlineExpired,
+    Event,
+    RetryGaveUp,
+    RetryScheduled,
+)
+from anyway.otel import OpenTelemetryHook, instrument
+
+CLOSED, OPEN, HALF_OPEN = CircuitState.CLOSED, CircuitState.OPEN, CircuitState.HALF_OPEN
+
+Points = dict[tuple[str, frozenset[tuple[str, Any]]], Any]
+
+
+@pytest.fixture
+def reader() -> InMemoryMetricReader:
+    return InMemoryMetricReader()
+
+
+@pytest.fixture
+def provider(reader: InMemoryMetricReader) -> Iterator[MeterProvider]:
+    provider = MeterProvider(metric_readers=[reader])
+    yield provider
+    provider.shutdown()
+
+
+def points(reader: InMemoryMetricReader) -> Points:
+    """{(metric name, attributes): value} of every data point."""
+    out: Points = {}
+    data = reader.get_metrics_data()
+    if data is None:
+        return out
+    for resource in data.resource_metrics:
+        for scope in resource.scope_metrics:
+            assert scope.scope.name == "anyway"
+            for metric in scope.metrics:
+                for point in metric.data.data_points:
+                    out[(metric.name, frozenset(point.attributes.items()))] = point.value  # type: ignore[union-attr]
+    return out
+
+
+def key(name: str, **attributes: str) -> tuple[str, frozenset[tuple[str, Any]]]:
+    return (name, frozenset((f"anyway.{k}", v) for k, v in attributes.items()))
+
+
+def state(policy: str, value: str) -> tuple[str, frozenset[tuple[str, Any]]]:
+    return (
+        "anyway.breaker.state",
+        frozenset({("anyway.policy", policy), ("anyway.breaker.state", value)}),
+    )
+
+
+def test_retries_and_give_ups(provider: MeterProvider, reader: InMemoryMetricReader) -> None:
+    hook = OpenTelemetryHook(meter_provider=provider)
+    for _ in range(3):
+        hook(RetryScheduled(policy="fetch", attempt=1, delay=0.1))
+    reasons = {
+        "no attempts left (attempts=3)": "attempts",
+        "waiting 1 s would cross the retry timeout (timeout=2 s, 0.5 s left)": "timeout",
+        "waiting 1 s would cross the caller's deadline in 0.5 s": "deadline",
+        "retry budget exhausted (<RetryBudget>)": "budget",
+        "something new": "other",
+    }
+    for reason in reasons:
+        hook(RetryGaveUp(policy="fetch", attempts=3, elapsed=1.0, reason=reason))
+    got = points(reader)
+    assert got[key("anyway.retry.retries", policy="fetch")] == 3
+    for kind in reasons.values():
+        assert got[key("anyway.retry.give_ups", policy="fetch", reason=kind)] == 1
+
+
+def test_rejections_and_deadlines(provider: MeterProvider, reader: InMemoryMetricReader) -> None:
+    hook = OpenTelemetryHook(meter_provider=provider)
+    hook(CallRejected(policy="db", by="breaker", retry_after=3.0))
+    hook(CallRejected(policy="db", by="breaker"))
+    hook(CallRejected(policy="pool", by="bulkhead"))
+    hook(DeadlineExpired(policy="deadline", seconds=1.0))
+    hook(Event(policy="unknown"))  # not a metric: ignored
+    got = points(reader)
+    assert got == {
+        key("anyway.rejections", policy="db", rejected_by="breaker"): 2,
+        key("anyway.rejections", policy="pool", rejected_by="bulkhead"): 1,
+        key("anyway.deadlines.expired", policy="deadline"): 1,
+    }
+
+
+def test_breaker_state_up_down_counter(
+    provider: MeterProvider, reader: InMemoryMetricReader
+) -> None:
+    hook = OpenTelemetryHook(meter_provider=provider)
+
+    def change(policy: str, old: CircuitState, new: CircuitState) -> None:
+        hook(BreakerStateChanged(policy=policy, old=old, new=new))
+
+    change("db", CLOSED, OPEN)
+    got = points(reader)
+    assert got[state("db", "open")] == 1
+    assert state("db", "closed") not in got  # never counted: no -1
+    change("db", OPEN, HALF_OPEN)
+    change("db", HALF_OPEN, CLOSED)
+    change("cache", CLOSED, OPEN)
+    got = points(reader)
+    assert got[state("db", "open")] == 0
+    assert got[state("db", "half_open")] == 0
+    assert got[state("db", "closed")] == 1
+    assert got[state("cache", "open")] == 1
+    transitions = {k: v for k, v in got.items() if k[0] == "anyway.breaker.transitions"}
+    assert len(transitions) == 4
+    assert set(transitions.values()) == {1}
+    assert repr(hook) == "<anyway.otel.OpenTelemetryHook breakers=2>"
+
+
+@pytest.mark.anyio
+async def test_instrument_records_real_policies(
+    provider: MeterProvider, reader: InMemoryMetricReader
+) -> None:
+    hook = instrument(meter_provider=provider)
+    try:
+        assert hook in anyway.global_hooks()
+        breaker = CircuitBreaker(failure_threshold=2, name="svc")
+
+        @anyway.resilient(
+            retry=anyway.retry(
+                on=ValueError, attempts=3, backoff=Backoff(initial=0, max=0, jitter=None)
+            ),
+            breaker=breaker,
+        )
+        async def op() -> None:
+            await anyio.lowlevel.checkpoint()
+            raise ValueError("down")
+
+        with pytest.raises(CircuitOpen):
+            await op()
+    finally:
+        anyway.remove_hook(hook)
+    got = points(reader)
+    policy = op.__qualname__
+    assert got[key("anyway.retry.retries", policy=policy)] == 2
+    assert got[key("anyway.rejections", policy="svc", rejected_by="breaker")] == 1
+    assert got[state("svc", "open")] == 1
+
+
+def test_meter_or_provider_not_both(provider: MeterProvider) -> None:
+    meter = provider.get_meter("mine")
+    OpenTelemetryHook(meter=meter)
+    with pytest.raises(TypeError, match="pass meter= or meter_provider=, not both"):
+        OpenTelemetryHook(meter=meter, meter_provider=provider)
+
+
+def test_default_global_meter_provider() -> None:
+    hook = OpenTelemetryHook()  # the API's no-op provider unless one is configured
+    hook(CallRejected(policy="x", by="limiter"))
+
+
+def test_clear_error_without_opentelemetry(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "opentelemetry", None)
+    monkeypatch.delitem(sys.modules, "anyway.otel")
+    with pytest.raises(ImportError, match="pip install 'anyway\\[otel\\]'"):
+        importlib.import_module("anyway.otel")
+    monkeypatch.undo()
+    assert importlib.import_module("anyway.otel").OpenTelemetryHook is not None
