@@ -1,0 +1,625 @@
+"""Resilient HTTP with `httpx <https://www.python-httpx.org/>`_ (the ``httpx`` extra).
+
+:class:`ResilientTransport` wraps any ``httpx.AsyncBaseTransport`` and adds,
+per request: retries with backoff (idempotent methods, transport errors and
+retryable statuses, ``Retry-After``), a per-host rate limiter and circuit
+breaker, and httpx timeouts capped at the caller's deadline
+(:func:`anyway.remaining`). :func:`fetch_all` fans a batch of requests out
+with bounded concurrency and returns one outcome per request, in input order:
+the partial-failure report.
+
+It runs wherever httpx runs: asyncio, uvloop and Trio (httpx's own transport
+reaches the network through httpcore, on AnyIO).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractAsyncContextManager, nullcontext
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Final, Protocol, TypeAlias, runtime_checkable
+
+import anyio
+import httpx
+import outcome
+
+from ._backoff import Backoff
+from ._deadline import deadline
+from ._events import Hook
+from ._retry import Retry, RetryBudget
+from ._tasks import map_all
+from ._validate import check_callable, check_count, check_seconds
+
+__all__ = [
+    "DEFAULT_BACKOFF",
+    "DEFAULT_RETRY_METHODS",
+    "DEFAULT_RETRY_STATUSES",
+    "RETRY_ERRORS",
+    "BreakerArg",
+    "KeyedLimiter",
+    "LimiterArg",
+    "ResilientTransport",
+    "default_key",
+    "fetch_all",
+    "retry_after",
+]
+
+#: The idempotent methods (RFC 9110, section 9.2.2), retried by default.
+DEFAULT_RETRY_METHODS: Final[frozenset[str]] = frozenset(
+    {"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"}
+)
+#: The statuses retried by default: 429 Too Many Requests and the 502, 503,
+#: 504 family that means "try again later" (a 500 is usually a bug).
+DEFAULT_RETRY_STATUSES: Final[tuple[int, ...]] = (429, 502, 503, 504)
+#: The default waits between attempts: 0.1 s doubling up to 10 s, full jitter.
+DEFAULT_BACKOFF: Final[Backoff] = Backoff(initial=0.1, max=10.0, multiplier=2.0, jitter="full")
+
+#: The transport errors that are retried: timeouts (connect, read, write,
+#: pool), network errors (refused, reset, broken pipe) and a server that hung
+#: up mid-answer. Local protocol errors, unsupported schemes and proxy errors
+#: are bugs or configuration: they are raised at once.
+RETRY_ERRORS: Final[tuple[type[httpx.TransportError], ...]] = (
+    httpx.TimeoutException,
+    httpx.NetworkError,
+    httpx.RemoteProtocolError,
+)
+
+# Closing a response is shielded from cancellation, within this bound.
+_CLOSE_TIMEOUT: Final = 1.0
+_DELAY_SECONDS: Final = re.compile(r"\d+(\.\d+)?")
+
+
+@runtime_checkable
+class KeyedLimiter(Protocol):
+    """Anything with ``limit(key)`` returning an async context manager, such as
+    :class:`anyway.KeyedRateLimiter`: one limit per key."""
+
+    def limit(self, key: str, /) -> AbstractAsyncContextManager[Any]:
+        """The async context manager that waits for *key*'s turn."""
+        ...
+
+
+LimiterArg: TypeAlias = (
+    KeyedLimiter
+    | AbstractAsyncContextManager[Any]
+    | Callable[[str], AbstractAsyncContextManager[Any] | None]
+    | None
+)
+"""What ``limiter=`` accepts: a keyed limiter (one limit per host), one async
+context manager shared by every host, or a function ``host -> async context
+manager`` (returning ``None``: no limit for that host)."""
+
+BreakerArg: TypeAlias = (
+    Callable[[str], AbstractAsyncContextManager[Any] | None]
+    | Mapping[str, AbstractAsyncContextManager[Any]]
+    | None
+)
+"""What ``breaker=`` accepts: a factory ``host -> breaker`` (called once per
+host; the breaker is kept) or a mapping ``{host: breaker}``."""
+
+
+def default_key(request: httpx.Request) -> str:
+    """The host a request is limited and broken by: the URL's host, with the
+    port when it is not the scheme's default (``"api.example.com"``,
+    ``"127.0.0.1:8080"``)."""
+    return request.url.netloc.decode("ascii")
+
+
+def retry_after(response: httpx.Response) -> float | None:
+    """The seconds that *response*'s ``Retry-After`` header asks to wait, or
+    ``None`` when it has none or it is malformed.
+
+    Both forms are understood: delay seconds (``"120"``) and an HTTP date
+    (``"Wed, 21 Oct 2015 07:28:00 GMT"``). A date is measured from the
+    response's own ``Date`` header when it has a valid one (so that clock
+    skew between client and server does not matter), else from the wall
+    clock; a date in the past means ``0.0``. The value is not capped here
+    (it may be huge, even ``inf``): :class:`ResilientTransport` caps it.
+    """
+    value = response.headers.get("retry-after")
+    if value is None:
+        return None
+    return _parse_retry_after(value, response.headers.get("date"))
+
+
+def _parse_retry_after(value: str, date: str | None) -> float | None:
+    value = value.strip()
+    if _DELAY_SECONDS.fullmatch(value):
+        return float(value)  # 400 digits give inf: "a very long time" still
+    when = _parse_http_date(value)
+    if when is None:
+        return None
+    now = _parse_http_date(date) if date is not None else None
+    if now is None:
+        # Without a usable Date header, the wall clock is the only reference
+        # for an absolute date (the event loop's clock has no epoch).
+        now = datetime.now(UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
+def _parse_http_date(value: str) -> datetime | None:
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:  # "-0000": UTC, without saying so
+        when = when.replace(tzinfo=UTC)
+    return when
+
+
+class _StatusFailure(httpx.HTTPStatusError):
+    """Raised inside a breaker so that a retryable 5xx counts as a failure."""
+
+
+def _is_replayable(request: httpx.Request) -> bool:
+    # A body held in memory (content=, data=, json=, files= after aread(), or
+    # no body) can be sent again; a streaming body is consumed by the first try.
+    return isinstance(request.stream, httpx.ByteStream)
+
+
+def _policy_name(request: httpx.Request) -> str:
+    # Without the query string: it may carry credentials, and events get logged.
+    url = request.url
+    return f"{request.method} {url.scheme}://{url.netloc.decode('ascii')}{url.path}"
+
+
+async def _read_and_close(response: httpx.Response) -> None:
+    """Read a response's body (its connection goes back to the pool) and make
+    sure it is closed, even when reading fails or is cancelled."""
+    try:
+        await response.aread()
+    finally:
+        if not response.is_closed:
+            with anyio.move_on_after(_CLOSE_TIMEOUT, shield=True):
+                await response.aclose()
+
+
+def _check_statuses(value: object) -> frozenset[int]:
+    if isinstance(value, (str, bytes, int)) or not isinstance(value, Iterable):
+        raise TypeError(
+            f"retry_statuses must be a collection of HTTP status codes, got {value!r}"
+            " (e.g. retry_statuses=(429, 503), or () to retry no status)"
+        )
+    statuses = set()
+    for status in value:
+        if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
+            raise ValueError(
+                f"retry_statuses must hold HTTP status codes (100-599), got {status!r} in {value!r}"
+            )
+        statuses.add(status)
+    return frozenset(statuses)
+
+
+def _check_methods(value: object) -> frozenset[str]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise TypeError(
+            f"retry_methods must be a collection of HTTP methods, got {value!r}"
+            ' (e.g. retry_methods={"GET", "POST"})'
+        )
+    methods = set()
+    for method in value:
+        if not isinstance(method, str) or not method.isalpha():
+            raise ValueError(
+                f"retry_methods must hold method names such as 'GET', got {method!r} in {value!r}"
+            )
+        methods.add(method.upper())
+    return frozenset(methods)
+
+
+def _limiter_resolver(
+    limiter: object, name: str = "limiter"
+) -> Callable[[str], AbstractAsyncContextManager[Any] | None] | None:
+    """Turn a ``limiter=`` argument into ``key -> async context manager | None``."""
+    if limiter is None:
+        return None
+    limit = getattr(limiter, "limit", None)
+    if callable(limit) and not hasattr(limiter, "__aenter__"):
+        return limit  # type: ignore[no-any-return]
+    if hasattr(limiter, "__aenter__") and hasattr(limiter, "__aexit__"):
+        shared: AbstractAsyncContextManager[Any] = limiter
+
+        def shared_limit(key: str) -> AbstractAsyncContextManager[Any]:
+            return shared
+
+        return shared_limit
+    if callable(limiter):
+        return check_callable(name, limiter)
+    raise TypeError(
+        f"{name} must be a keyed limiter with .limit(host) (e.g. anyway.KeyedRateLimiter),"
+        " an async context manager shared by every host (e.g. anyway.RateLimiter) or a"
+        f" function host -> async context manager; got {limiter!r} ({type(limiter).__name__})"
+    )
+
+
+class ResilientTransport(httpx.AsyncBaseTransport):
+    """An httpx transport that retries, rate-limits, breaks circuits and
+    respects deadlines, on asyncio, uvloop and Trio::
+
+        transport = anyway.httpx.ResilientTransport(
+            limiter=anyway.KeyedRateLimiter(10, per=1.0),
+            breaker=lambda host: anyway.CircuitBreaker(name=host),
+        )
+        async with httpx.AsyncClient(transport=transport) as client:
+            with anyway.deadline(5):
+                response = await client.get("https://api.example.com/items")
+
+    Each request goes to *transport* (default: a new
+    ``httpx.AsyncHTTPTransport()``) up to *attempts* times (``1``: never
+    retry):
+
+    * Only *retry_methods* are retried (by default the idempotent ones: a
+      ``POST`` may have taken effect before the failure). A request with a
+      streaming body is never retried, since it cannot be sent twice; call
+      ``await request.aread()`` first to make it retryable.
+    * What is retried: the transport errors in :data:`RETRY_ERRORS`
+      (connect/read/write/pool timeouts, refused or reset connections, a
+      server that hung up) and responses whose status is in
+      *retry_statuses*. Such a response is read in full and closed by the
+      transport, so its connection goes back to the pool, and the last one
+      is still readable when retrying stops.
+    * The wait is the server's ``Retry-After`` (seconds or an HTTP date, see
+      :func:`retry_after`) when the response has a valid one, capped at
+      *max_retry_after*; else the next *backoff* delay.
+    * The httpx timeouts of each attempt (connect, read, write, pool) are
+      capped at :func:`anyway.remaining`, so a deadline around the call
+      bounds every socket wait, and a wait that would reach the caller's
+      deadline is not started: retrying stops at once.
+    * When retrying stops, the last response is returned as it is (so
+      ``raise_for_status()`` sees it), or the last error is raised as itself
+      with notes saying how many attempts were made and why it stopped.
+
+    The retry loop is :func:`anyway.retry`'s, so :func:`anyway.testing.no_backoff`
+    applies, *budget* (a :class:`anyway.RetryBudget`) can cap retries across
+    callers, and *hooks* receive :class:`anyway.RetryScheduled` and
+    :class:`anyway.RetryGaveUp` events whose ``policy`` is ``"METHOD url"``
+    (without the query string, which may hold credentials).
+
+    *limiter* and *breaker* apply per host (see *key*), around every attempt:
+    breaker outside, limiter inside, as in :func:`anyway.resilient`.
+
+    *limiter*
+        A keyed limiter such as :class:`anyway.KeyedRateLimiter` (used as
+        ``limiter.limit(host)``: one budget per host), any async context
+        manager such as :class:`anyway.RateLimiter` (one budget shared by
+        every host), or a function ``host -> async context manager or None``.
+    *breaker*
+        A factory ``host -> breaker`` called the first time a host is seen
+        (``lambda host: CircuitBreaker(name=host)``; the breaker is kept), or
+        a mapping ``{host: breaker}`` (other hosts get none). A breaker
+        instance is refused: one failing host would cut off every other
+        (``breaker=lambda host: shared`` shares one on purpose). Transport
+        errors, and statuses of 500 and above that are in *retry_statuses*
+        (whatever the method), count as failures: the breaker sees an
+        ``httpx.HTTPStatusError`` for those. While a host's circuit is open
+        its requests fail at once with :class:`anyway.CircuitOpen`, which is
+        not retried: when it opens between two attempts, it is raised with
+        notes about the earlier attempts.
+    *key*
+        ``request -> str``, the host a request counts against (default
+        :func:`default_key`: host, plus the port when it is not the default).
+    """
+
+    __slots__ = (
+        "_attempts",
+        "_breaker_arg",
+        "_breakers",
+        "_key",
+        "_limit_for",
+        "_limiter",
+        "_max_retry_after",
+        "_policy",
+        "_retry_methods",
+        "_retry_statuses",
+        "_transport",
+    )
+
+    def __init__(
+        self,
+        transport: httpx.AsyncBaseTransport | None = None,
+        *,
+        attempts: int = 3,
+        backoff: Backoff = DEFAULT_BACKOFF,
+        retry_statuses: Iterable[int] = DEFAULT_RETRY_STATUSES,
+        retry_methods: Iterable[str] = DEFAULT_RETRY_METHODS,
+        max_retry_after: float = 60.0,
+        limiter: LimiterArg = None,
+        breaker: BreakerArg = None,
+        key: Callable[[httpx.Request], str] = default_key,
+        budget: RetryBudget | None = None,
+        hooks: Iterable[Hook] | Hook = (),
+    ) -> None:
+        if transport is not None and not isinstance(transport, httpx.AsyncBaseTransport):
+            raise TypeError(
+                f"transport must be an httpx.AsyncBaseTransport such as"
+                f" httpx.AsyncHTTPTransport(), got {transport!r} (ResilientTransport is for"
+                " httpx.AsyncClient; a sync transport cannot be wrapped)"
+            )
+        self._attempts = check_count("attempts", attempts, hint="; use attempts=1 to never retry")
+        self._retry_statuses = _check_statuses(retry_statuses)
+        self._retry_methods = _check_methods(retry_methods)
+        self._max_retry_after = check_seconds(
+            "max_retry_after",
+            max_retry_after,
+            hint=" (the longest Retry-After wait honoured, in seconds)",
+        )
+        self._limiter = limiter
+        self._limit_for = _limiter_resolver(limiter)
+        if breaker is not None and hasattr(breaker, "__aenter__"):
+            raise TypeError(
+                f"breaker must be a factory host -> breaker or a mapping {{host: breaker}}, got"
+                f" the breaker {breaker!r}: one breaker for every host would let one failing"
+                " host cut off all the others. Use breaker=lambda host: CircuitBreaker(...)"
+                " (or breaker=lambda host: shared_breaker to share one on purpose)"
+            )
+        if breaker is not None and not isinstance(breaker, Mapping):
+            check_callable("breaker", breaker)
+        self._breaker_arg = breaker
+        self._breakers: dict[str, AbstractAsyncContextManager[Any] | None] = {}
+        self._key = check_callable("key", key)
+        # Validates backoff, budget and hooks. No timeout of its own: deadlines
+        # come from the caller (anyway.deadline, anyway.Budget...).
+        self._policy = Retry(
+            on=RETRY_ERRORS,
+            attempts=self._attempts,
+            timeout=None,
+            backoff=backoff,
+            retry_if_result=self._retry_verdict,
+            hooks=hooks,
+            budget=budget,
+        )
+        # Last, so that bad arguments do not leave a connection pool behind.
+        self._transport = httpx.AsyncHTTPTransport() if transport is None else transport
+
+    # -- public surface ----------------------------------------------------
+
+    @property
+    def transport(self) -> httpx.AsyncBaseTransport:
+        """The wrapped transport."""
+        return self._transport
+
+    @property
+    def retry(self) -> Retry:
+        """The :class:`anyway.Retry` policy that retries the requests."""
+        return self._policy
+
+    @property
+    def breakers(self) -> dict[str, AbstractAsyncContextManager[Any]]:
+        """The breakers in use, by host (a snapshot)."""
+        if isinstance(self._breaker_arg, Mapping):
+            return dict(self._breaker_arg)
+        return {host: b for host, b in self._breakers.items() if b is not None}
+
+    def __repr__(self) -> str:
+        parts = [
+            f"attempts={self._attempts}",
+            f"backoff={self._policy.backoff!r}",
+            f"retry_statuses={tuple(sorted(self._retry_statuses))}",
+            f"max_retry_after={self._max_retry_after:g}",
+        ]
+        if self._retry_methods != DEFAULT_RETRY_METHODS:
+            parts.append(f"retry_methods={tuple(sorted(self._retry_methods))}")
+        if self._limiter is not None:
+            parts.append(f"limiter={self._limiter!r}")
+        if self._breaker_arg is not None:
+            states = {
+                host: getattr(getattr(b, "state", None), "value", type(b).__name__)
+                for host, b in self.breakers.items()
+            }
+            parts.append(f"breakers={states!r}")
+        parts.append(f"transport={self._transport!r}")
+        return f"<ResilientTransport {' '.join(parts)}>"
+
+    async def __aenter__(self) -> ResilientTransport:
+        await self._transport.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc_value: BaseException | None = None,
+        traceback: TracebackType | None = None,
+    ) -> None:
+        await self._transport.__aexit__(exc_type, exc_value, traceback)
+
+    async def aclose(self) -> None:
+        """Close the wrapped transport (and its connection pool)."""
+        await self._transport.aclose()
+
+    # -- sending -----------------------------------------------------------
+
+    def _retry_verdict(self, response: httpx.Response) -> bool | float:
+        """``retry_if_result``: is this response retried, and after how long?"""
+        if response.status_code not in self._retry_statuses:
+            return False
+        wait = retry_after(response)
+        if wait is None:
+            return True  # the backoff's turn
+        return min(wait, self._max_retry_after)
+
+    def _breaker_for(self, key: str) -> AbstractAsyncContextManager[Any] | None:
+        arg = self._breaker_arg
+        if isinstance(arg, Mapping):
+            return arg.get(key)
+        try:
+            return self._breakers[key]
+        except KeyError:
+            pass
+        assert arg is not None
+        breaker = arg(key)
+        if breaker is not None and not hasattr(breaker, "__aenter__"):
+            raise TypeError(
+                f"the breaker factory returned {breaker!r} for {key!r}; it must return an"
+                " async context manager such as anyway.CircuitBreaker (or None)"
+            )
+        self._breakers[key] = breaker
+        return breaker
+
+    async def _send_once(self, request: httpx.Request) -> httpx.Response:
+        """One attempt: breaker, then limiter, then the wrapped transport."""
+        if self._limit_for is None and self._breaker_arg is None:
+            return await self._transport.handle_async_request(request)
+        key = self._key(request)
+        limit = self._limit_for(key) if self._limit_for is not None else None
+        breaker = self._breaker_for(key) if self._breaker_arg is not None else None
+        if breaker is None:
+            if limit is None:
+                return await self._transport.handle_async_request(request)
+            async with limit:
+                return await self._transport.handle_async_request(request)
+        try:
+            async with breaker:
+                if limit is None:
+                    response = await self._transport.handle_async_request(request)
+                else:
+                    async with limit:
+                        response = await self._transport.handle_async_request(request)
+                status = response.status_code
+                if status >= 500 and status in self._retry_statuses:
+                    # Counted as a failure; the response itself goes on.
+                    raise _StatusFailure(
+                        f"{status} {response.reason_phrase} from {key}",
+                        request=request,
+                        response=response,
+                    )
+        except _StatusFailure as failure:
+            return failure.response
+        return response
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Send *request*, with the retries, limits and deadline described above."""
+        extensions = request.extensions
+        timeouts: dict[str, float | None] | None = extensions.get("timeout")
+        try:
+            if (
+                self._attempts == 1
+                or request.method not in self._retry_methods
+                or not _is_replayable(request)
+            ):
+                if timeouts:
+                    _cap_timeouts(request, extensions, timeouts)
+                return await self._send_once(request)
+            return await self._policy.call(_Attempt(self, request, extensions, timeouts))
+        finally:
+            # The caller's request keeps its own timeouts (it may be sent again).
+            request.extensions = extensions
+
+
+class _Attempt:
+    """One attempt of a request, as the retry policy calls it."""
+
+    __slots__ = ("_extensions", "_request", "_timeouts", "_transport")
+
+    def __init__(
+        self,
+        transport: ResilientTransport,
+        request: httpx.Request,
+        extensions: dict[str, Any],
+        timeouts: dict[str, float | None] | None,
+    ) -> None:
+        self._transport = transport
+        self._request = request
+        self._extensions = extensions
+        self._timeouts = timeouts
+
+    def __getattr__(self, name: str) -> str:
+        # The retry policy names its events after the ``__qualname__`` of the
+        # function it retries, and reads it only once an attempt has failed:
+        # computed here on demand, the success path never builds the name.
+        if name == "__qualname__":
+            return _policy_name(self._request)
+        raise AttributeError(name)
+
+    async def __call__(self) -> httpx.Response:
+        request = self._request
+        if self._timeouts:
+            _cap_timeouts(request, self._extensions, self._timeouts)
+        transport = self._transport
+        response = await transport._send_once(request)
+        if response.status_code in transport._retry_statuses:
+            # It may be retried: free its connection now. Read, it also stays
+            # usable if it turns out to be the last one.
+            await _read_and_close(response)
+        return response
+
+
+def _cap_timeouts(
+    request: httpx.Request, extensions: dict[str, Any], timeouts: dict[str, float | None]
+) -> None:
+    """Give this attempt httpx timeouts no longer than the time left."""
+    # anyway.remaining(), without reading the clock when there is no deadline.
+    deadline_at = anyio.current_effective_deadline()
+    if deadline_at == math.inf:
+        return
+    left = max(0.0, deadline_at - anyio.current_time())
+    request.extensions = {
+        **extensions,
+        "timeout": {
+            name: left if value is None or value > left else value
+            for name, value in timeouts.items()
+        },
+    }
+
+
+async def fetch_all(
+    client: httpx.AsyncClient,
+    urls_or_requests: Iterable[str | httpx.URL | httpx.Request],
+    *,
+    max_at_once: int = 10,
+    limiter: LimiterArg = None,
+    per_request_timeout: float | None = None,
+) -> list[outcome.Outcome[httpx.Response]]:
+    """Fetch every URL (``GET``) or send every ``httpx.Request`` with *client*,
+    at most *max_at_once* at a time, and return one outcome per item, in input
+    order (the partial-failure report)::
+
+        results = await anyway.httpx.fetch_all(client, urls, max_at_once=20)
+        pages = [r.value.json() for r in results if isinstance(r, outcome.Value)]
+        failed = [r.error for r in results if isinstance(r, outcome.Error)]
+
+    A success is ``outcome.Value(response)``, its body read. A failure is
+    ``outcome.Error(exc)``: an error status (4xx or 5xx, after the client's
+    transport stopped retrying) is an ``httpx.HTTPStatusError`` whose
+    ``.response`` is read and usable; an unreachable host is the transport's
+    error (``httpx.ConnectError``...). Redirects (3xx) that the client did
+    not follow are values.
+
+    *limiter* is entered around each request, per host, and accepts what
+    :class:`ResilientTransport`'s does. *per_request_timeout* is a deadline
+    in seconds for each request (all its retries included); one that expires
+    is an ``Error(`` :class:`anyway.DeadlineExceeded` ``)``. Cancellation is
+    never captured: it propagates, after every request in flight has been
+    cancelled. Items are pulled lazily, as :func:`anyway.map` does.
+    """
+    max_at_once = check_count("max_at_once", max_at_once)
+    if per_request_timeout is not None:
+        per_request_timeout = check_seconds(
+            "per_request_timeout",
+            per_request_timeout,
+            allow_zero=False,
+            hint="; a deadline in seconds for each request, or None",
+        )
+    limit_for = _limiter_resolver(limiter)
+    if isinstance(urls_or_requests, (str, bytes, httpx.URL, httpx.Request)):
+        raise TypeError(
+            f"urls_or_requests must be an iterable of URLs or requests, got {urls_or_requests!r}"
+            " (wrap a single one in a list)"
+        )
+
+    async def fetch(item: str | httpx.URL | httpx.Request) -> httpx.Response:
+        request = item if isinstance(item, httpx.Request) else client.build_request("GET", item)
+        with deadline(per_request_timeout) if per_request_timeout else nullcontext():
+            limit = limit_for(default_key(request)) if limit_for is not None else None
+            if limit is None:
+                response = await client.send(request)
+            else:
+                async with limit:
+                    response = await client.send(request)
+        if response.is_error:
+            response.raise_for_status()
+        return response
+
+    return await map_all(fetch, urls_or_requests, max_at_once=max_at_once, return_exceptions=True)
