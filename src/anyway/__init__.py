@@ -8,6 +8,7 @@ the docs show ``anyway.X``.
 
 from __future__ import annotations
 
+# errors and events
 from ._errors import BulkheadFull as BulkheadFull
 from ._errors import CircuitOpen as CircuitOpen
 from ._errors import DeadlineExceeded as DeadlineExceeded
@@ -26,10 +27,44 @@ from ._events import global_hooks as global_hooks
 from ._events import log_event as log_event
 from ._events import remove_hook as remove_hook
 
-# --- deadlines and task groups (_deadline.py, _tasks.py): imports ---
-# --- retry (_backoff.py, _retry.py): imports ---
-# --- limits (_ratelimit.py, _bulkhead.py): imports ---
-# --- breaker and composition (_breaker.py, _compose.py): imports ---
+
+# deadlines and task groups
+from ._deadline import Budget as Budget
+from ._deadline import deadline as deadline
+from ._deadline import deadline_at as deadline_at
+from ._deadline import fallback as fallback
+from ._deadline import remaining as remaining
+from ._deadline import shield as shield
+from ._tasks import hedge as hedge
+from ._tasks import map as map
+from ._tasks import map_all as map_all
+from ._tasks import race as race
+from ._tasks import settle as settle
+
+# retry
+from ._backoff import Backoff as Backoff
+from ._retry import Attempt as Attempt
+from ._retry import Retry as Retry
+from ._retry import RetryBudget as RetryBudget
+from ._retry import retry as retry
+from ._retry import retrying as retrying
+
+# limits
+from ._bulkhead import Bulkhead as Bulkhead
+from ._ratelimit import KeyedRateLimiter as KeyedRateLimiter
+from ._ratelimit import RateLimiter as RateLimiter
+
+# circuit breaker and composition
+from ._breaker import BreakerConfig as BreakerConfig
+from ._breaker import BreakerSnapshot as BreakerSnapshot
+from ._breaker import BreakerStore as BreakerStore
+from ._breaker import BreakerUpdate as BreakerUpdate
+from ._breaker import CircuitBreaker as CircuitBreaker
+from ._breaker import CountWindow as CountWindow
+from ._breaker import InMemoryBreakerStore as InMemoryBreakerStore
+from ._breaker import TimeWindow as TimeWindow
+from ._compose import NO_FALLBACK as NO_FALLBACK
+from ._compose import resilient as resilient
 
 __version__ = "0.1.0.dev0"
 
@@ -53,10 +88,40 @@ __all__ = [  # noqa: RUF022 - grouped by area, sorted within each group
     "global_hooks",
     "log_event",
     "remove_hook",
-    # --- deadlines and task groups: __all__ ---
-    # --- retry: __all__ ---
-    # --- limits: __all__ ---
-    # --- breaker and composition: __all__ ---
+    # deadlines and task groups
+    "Budget",
+    "deadline",
+    "deadline_at",
+    "fallback",
+    "hedge",
+    "map",
+    "map_all",
+    "race",
+    "remaining",
+    "settle",
+    "shield",
+    # retry
+    "Attempt",
+    "Backoff",
+    "Retry",
+    "RetryBudget",
+    "retry",
+    "retrying",
+    # limits
+    "Bulkhead",
+    "KeyedRateLimiter",
+    "RateLimiter",
+    # circuit breaker and composition
+    "BreakerConfig",
+    "BreakerSnapshot",
+    "BreakerStore",
+    "BreakerUpdate",
+    "CircuitBreaker",
+    "CountWindow",
+    "InMemoryBreakerStore",
+    "NO_FALLBACK",
+    "TimeWindow",
+    "resilient",
 ]
 
 
