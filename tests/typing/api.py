@@ -16,3 +16,46 @@ exc = anyway.CircuitOpen("open", retry_after=1.0, name="db")
 assert_type(exc.retry_after, float | None)
 assert_type(exc.name, str | None)
 assert_type(anyway.DeadlineExceeded("late", seconds=1.0).seconds, float | None)
+
+
+async def _tasks_and_deadlines() -> None:
+    import anyio
+    import outcome
+
+    async def fetch(url: str) -> bytes:
+        return url.encode()
+
+    async def one() -> int:
+        return 1
+
+    assert_type(await anyway.settle(one, one), list[outcome.Outcome[int]])
+    assert_type(await anyway.race(one, one), int)
+    assert_type(await anyway.hedge(fetch, "u", delay=0.1), bytes)
+    assert_type(await anyway.map_all(fetch, ["a"]), list[bytes])
+    with anyway.deadline(1.0) as scope:
+        assert_type(scope, anyio.CancelScope)
+    assert_type(anyway.remaining(), float)
+    assert_type(await anyway.fallback(fetch, "u", timeout=1.0, default=b""), bytes)
+
+
+def _breaker_and_composition() -> None:
+    breaker = anyway.CircuitBreaker(name="db")
+    assert_type(breaker.state, anyway.CircuitState)
+    assert_type(breaker.retry_after, float | None)
+
+    @breaker
+    async def guarded(x: int, *, y: str = "") -> int:
+        return x
+
+    async def call_guarded() -> None:
+        assert_type(await guarded(1, y="a"), int)
+
+    @anyway.resilient(timeout=5.0, retry=anyway.retry(on=OSError), breaker=breaker)
+    async def composed(x: int) -> str:
+        return str(x)
+
+    async def use() -> None:
+        assert_type(await composed(1), str)
+
+    assert_type(anyway.RateLimiter(10).try_acquire(), bool)
+    assert_type(len(anyway.KeyedRateLimiter(10)), int)
