@@ -1278,3 +1278,77 @@ def _no_leaked_global_hooks() -> Iterator[None]:
     before = global_hooks()
     yield
     assert global_hooks() == before
+
+
+# --- audit: the half-open transition's hooks cannot leak a probe slot ----------------
+
+
+@pytest.mark.parametrize("how", ["async with", "call", "decorator"])
+async def test_cancelled_while_hooks_see_half_open_frees_the_probe_slot(
+    clock: Clock, how: str
+) -> None:
+    # The call that turns OPEN into HALF_OPEN takes a probe slot, then awaits
+    # the hooks; cancelled there, it must give the slot back (else the circuit
+    # stays half-open, refusing every call, forever).
+    async def slow_hook(event: Event) -> None:
+        if isinstance(event, BreakerStateChanged) and event.new is HALF_OPEN:
+            await anyio.sleep(2)
+
+    breaker = CircuitBreaker(failure_threshold=1, recovery_time=1, hooks=[slow_hook])
+    await fail(breaker)
+    await anyio.sleep(1.5)
+    ran: list[str] = []
+
+    async def work() -> None:
+        ran.append("body")
+
+    t0 = clock.now()
+    with anyio.move_on_after(1) as scope:
+        if how == "async with":
+            async with breaker:
+                await work()
+        elif how == "call":
+            await breaker.call(work)
+        else:
+            await breaker(work)()
+    assert scope.cancelled_caught
+    assert clock.now() - t0 == clock.approx(1)
+    assert ran == []
+    assert breaker.state is HALF_OPEN
+    assert breaker.probes_in_flight == 0
+    await succeed(breaker)  # the slot takes the next probe
+    assert breaker.state is CLOSED
+
+
+async def test_a_raising_hook_at_half_open_frees_the_probe_slot(clock: Clock) -> None:
+    def bad_hook(event: Event) -> None:
+        if isinstance(event, BreakerStateChanged) and event.new is HALF_OPEN:
+            raise RuntimeError("hook is broken")
+
+    breaker = CircuitBreaker(failure_threshold=1, recovery_time=1, hooks=bad_hook)
+    await fail(breaker)
+    await anyio.sleep(1.5)
+    with pytest.raises(RuntimeError, match="hook is broken"):
+        await succeed(breaker)
+    assert (breaker.state, breaker.probes_in_flight) == (HALF_OPEN, 0)
+    await succeed(breaker)
+    assert breaker.state is CLOSED
+
+
+async def test_call_with_a_sync_function_is_a_type_error_and_not_a_failure() -> None:
+    breaker = CircuitBreaker(failure_threshold=1)
+
+    def sync() -> int:
+        return 1
+
+    with pytest.raises(TypeError, match=r"sync\(\.\.\.\) returned 1, which cannot be awaited"):
+        await breaker.call(sync)  # type: ignore[arg-type]
+    assert (breaker.state, breaker.call_count) == (CLOSED, 0)  # a bug here, not the dependency
+
+    async def fetch() -> None:
+        pass
+
+    coro = fetch()
+    with pytest.raises(TypeError, match="not a coroutine object: you probably wrote"):
+        await breaker.call(coro)  # type: ignore[arg-type]
+    assert (breaker.state, breaker.call_count) == (CLOSED, 0)

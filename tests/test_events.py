@@ -121,12 +121,21 @@ async def test_emit_calls_policy_hooks_then_global_hooks_and_awaits_async_ones()
     async def async_hook(event: Event) -> None:
         order.append("policy async")
 
-    async def global_async(event: Event) -> None:
-        order.append("global async")
+    def global_sync(event: Event) -> None:
+        order.append("global sync")
 
-    add_hook(global_async)
+    add_hook(global_sync)
     await emit(CallRejected(policy="p", by="limiter"), (sync_hook, async_hook))
-    assert order == ["policy sync", "policy async", "global async"]
+    assert order == ["policy sync", "policy async", "global sync"]
+
+
+def test_add_hook_refuses_async_global_hooks() -> None:
+    async def global_async(event: Event) -> None:
+        pass
+
+    with pytest.raises(TypeError, match="global hooks must be synchronous"):
+        add_hook(global_async)
+    assert global_async not in global_hooks()
 
 
 @pytest.mark.anyio

@@ -1022,3 +1022,89 @@ def test_attempts_are_named_after_the_request_on_demand() -> None:
     assert attempt.__qualname__ == "GET http://api.test:8080/items"
     with pytest.raises(AttributeError):
         attempt.__name__  # noqa: B018
+
+
+# --- audit: a response is never dropped unclosed --------------------------------------
+
+
+class _TrackedStream(httpx.AsyncByteStream):
+    """A response body that records whether it was closed."""
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield b"body"
+
+    async def aclose(self) -> None:
+        await anyio.lowlevel.checkpoint()  # an await: it must run shielded
+        self.closed = True
+
+
+@pytest.mark.parametrize("with_breaker", [False, True], ids=["limiter", "limiter+breaker"])
+@pytest.mark.parametrize("how", ["raises", "cancelled"])
+async def test_response_is_closed_when_leaving_the_limiter_fails(
+    clock: Any, with_breaker: bool, how: str
+) -> None:
+    streams: list[_TrackedStream] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        streams.append(_TrackedStream())
+        return httpx.Response(200, stream=streams[-1])
+
+    class BadExit:
+        async def __aenter__(self) -> None:
+            pass
+
+        async def __aexit__(self, *exc_info: object) -> None:
+            if how == "raises":
+                raise RuntimeError("limiter broke")
+            await anyio.sleep(10)  # cancelled here, the response in hand
+
+    transport = ResilientTransport(
+        httpx.MockTransport(handler),
+        limiter=BadExit(),
+        breaker=(lambda host: CircuitBreaker(name=host)) if with_breaker else None,
+    )
+    async with client_for(transport) as client:
+        start = clock.now()
+        with anyio.move_on_after(1) as scope:
+            if how == "raises":
+                with pytest.raises(RuntimeError, match="limiter broke"):
+                    await client.get("/")
+            else:
+                await client.get("/")
+    assert scope.cancelled_caught is (how == "cancelled")
+    assert clock.now() - start == clock.approx(0 if how == "raises" else 1)
+    assert len(streams) == 1
+    assert streams[0].closed
+
+
+def test_declared_slots_are_not_a_lie() -> None:
+    # httpx.AsyncBaseTransport has no __slots__, so a __slots__ declared here
+    # would not prevent a __dict__: the transport declares none.
+    transport = ResilientTransport(mock([200]))
+    assert "__slots__" not in vars(ResilientTransport)
+    assert hasattr(transport, "__dict__")
+
+
+def test_retry_after_date_without_a_date_header_reads_the_wall_clock_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The one wall-clock read of the library is isolated in _wall_clock:
+    # only an HTTP-date Retry-After without a usable Date header reaches it.
+    import anyway.httpx as module
+
+    reads: list[datetime] = []
+
+    def fake_now() -> datetime:
+        reads.append(datetime(2015, 10, 21, 7, 28, 0, tzinfo=UTC))
+        return reads[-1]
+
+    monkeypatch.setattr(module, "_wall_clock", fake_now)
+    assert retry_after(_response(retry_after="Wed, 21 Oct 2015 07:28:30 GMT")) == 30.0
+    assert len(reads) == 1
+    date = "Wed, 21 Oct 2015 07:28:10 GMT"
+    assert retry_after(_response(retry_after="Wed, 21 Oct 2015 07:28:30 GMT", date=date)) == 20.0
+    assert retry_after(_response(retry_after="12")) == 12.0
+    assert len(reads) == 1  # the Date header and delay-seconds need no wall clock

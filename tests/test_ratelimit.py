@@ -554,3 +554,14 @@ async def test_bad_cost(make: Any, cost: Any, error: type, match: str) -> None:
 async def test_bad_timeout(make: Any, value: Any, error: type, match: str) -> None:
     with pytest.raises(error, match=match):
         await _acquire(make(), timeout=value)
+
+
+# --- audit ---------------------------------------------------------------------
+
+
+def test_limiters_and_key_limits_have_no_instance_dict() -> None:
+    # __slots__ must not be a lie: no base class may bring a __dict__ back
+    # (limit(key) makes one short-lived object per call).
+    keyed = KeyedRateLimiter(1)
+    for obj in (RateLimiter(1), keyed, keyed.limit("k")):
+        assert not hasattr(obj, "__dict__"), type(obj)

@@ -1482,3 +1482,123 @@ async def test_budget_deposits_between_clock_readings_only_expire_early(clock: C
     budget.deposit()  # the 17th reads the clock again: slice of t=2
     await anyio.sleep(4)  # t=6: the slice of t=0 expired, the one of t=2 not
     assert budget.balance == pytest.approx(2)
+
+
+# --- audit: a refund gives back exactly what was withdrawn ---------------------------------------
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("how", ["call", "retrying"])
+async def test_budget_refund_after_the_withdrawal_expired_adds_nothing(
+    clock: Clock, how: str
+) -> None:
+    # The wait outlives the window: by the time it is cancelled, the call's
+    # deposit and the wait's withdrawal have both expired. Refunding must not
+    # then credit a retry that was never paid for in the current window.
+    budget = RetryBudget(ratio=1, min_per_second=0.25, window=4)  # reserve: 1, slices of 0.4 s
+    policy = retry(
+        on=Transient, budget=budget, timeout=None, backoff=Backoff(initial=6, max=6, jitter=None)
+    )
+
+    async def block() -> None:
+        async for attempt in policy.retrying():
+            with attempt:
+                raise Transient()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(
+            policy.call if how == "call" else block,
+            *([Flaky(Transient())] if how == "call" else []),
+        )
+        await anyio.sleep(1)
+        assert budget.balance == pytest.approx(1)  # 1 reserve + 1 deposit - 1 withdrawal
+        await anyio.sleep(4)  # at 5: both expired (at 3.6 to 4)
+        assert budget.balance == pytest.approx(1)  # the reserve
+        tg.cancel_scope.cancel()
+    assert budget.balance == pytest.approx(1)  # still the reserve, not 2
+
+
+@pytest.mark.anyio
+async def test_budget_refund_goes_to_the_slice_of_the_withdrawal(clock: Clock) -> None:
+    budget = RetryBudget(ratio=1, min_per_second=0.25, window=4)  # reserve: 1, slices of 0.4 s
+    policy = retry(
+        on=Transient, budget=budget, timeout=None, backoff=Backoff(initial=5, max=5, jitter=None)
+    )
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(policy.call, Flaky(Transient()))  # deposit + withdrawal at 0
+        await anyio.sleep(2)
+        assert budget.balance == pytest.approx(1)  # (reading it reads the clock)
+        budget.deposit()  # at 2: expires at 5.6 to 6
+        tg.cancel_scope.cancel()  # refund the withdrawal made at 0
+    assert budget.balance == pytest.approx(3)  # reserve + 2 deposits
+    await anyio.sleep(3)  # at 5: the deposit and withdrawal made at 0 expired together
+    assert budget.balance == pytest.approx(2)  # reserve + the deposit made at 2
+
+
+# --- audit: Retry.call refuses what cannot be awaited, and never retries it ---------------------
+
+
+@pytest.mark.anyio
+async def test_call_with_a_sync_function_is_a_type_error_not_a_retry(clock: Clock) -> None:
+    calls: list[int] = []
+
+    def sync(x: int) -> int:
+        calls.append(x)
+        return x
+
+    t0 = clock.now()
+    policy = retry(on=Exception, attempts=5, backoff=EXACT)
+    with pytest.raises(
+        TypeError, match=r"sync\(\.\.\.\) returned 1, which cannot be awaited"
+    ) as info:
+        await policy.call(sync, 1)  # type: ignore[arg-type]
+    assert calls == [1]  # called once, never retried
+    assert clock.now() - t0 == clock.approx(0)
+    assert not hasattr(info.value, "__notes__")
+
+
+@pytest.mark.anyio
+async def test_call_with_a_coroutine_object_explains_the_fix() -> None:
+    async def fetch() -> int:
+        return 1
+
+    coro = fetch()
+    with pytest.raises(TypeError, match="not a coroutine object: you probably wrote"):
+        await retry(on=Exception, attempts=5).call(coro)  # type: ignore[arg-type]
+    # (check_callable closed it: no "never awaited" warning under filterwarnings=error)
+
+
+@pytest.mark.anyio
+async def test_call_accepts_any_awaitable_result() -> None:
+    async def fetch(x: int) -> int:
+        return x
+
+    class Awaitable:
+        def __await__(self) -> Iterator[Any]:
+            return fetch(7).__await__()
+
+    def sync_returning_a_coroutine(x: int) -> Any:
+        return fetch(x)
+
+    policy = retry(on=Exception)
+    assert await policy.call(sync_returning_a_coroutine, 3) == 3
+    assert await policy.call(Awaitable) == 7
+
+
+@pytest.mark.anyio
+async def test_budget_public_refund_gives_back_the_latest_live_withdrawal(clock: Clock) -> None:
+    budget = RetryBudget(ratio=1, min_per_second=0.25, window=4)  # reserve: 1, slices of 0.4 s
+    budget.deposit()
+    assert budget.try_withdraw()  # at 0
+    await anyio.sleep(1)
+    assert budget.try_withdraw()  # at 1
+    assert budget.balance == pytest.approx(0)
+    budget.refund()  # the one made at 1
+    budget.refund()  # then the one made at 0
+    assert budget.balance == pytest.approx(2)
+    budget.refund()  # nothing left to give back: no credit out of thin air
+    assert budget.balance == pytest.approx(2)
+    assert budget.try_withdraw()  # at 1
+    await anyio.sleep(5)  # at 6: everything expired (by 5)
+    budget.refund()
+    assert budget.balance == pytest.approx(1)  # the reserve only

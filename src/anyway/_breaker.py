@@ -33,13 +33,14 @@ import math
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, ParamSpec, Protocol, TypeAlias, TypeVar
+from typing import Any, ParamSpec, Protocol, TypeAlias, TypeVar, cast
 
 import anyio
 import anyio.lowlevel
 
 from ._errors import CircuitOpen, Rejected
 from ._events import BreakerStateChanged, CallRejected, CircuitState, Hook, check_hooks, emit
+from ._retry import _COROUTINE, _awaitable, _NotAwaitable
 from ._validate import check_callable, check_count, check_number, check_seconds
 
 __all__ = [
@@ -444,8 +445,8 @@ class _Circuit:
                 return self._change(_CLOSED, f"{_plural(self.probe_successes, 'probe')} succeeded")
         return None  # pragma: no cover - OPEN issues no tickets
 
-    def release(self, ticket: int) -> None:
-        if ticket == self.generation and self.state is _HALF_OPEN:
+    def release(self, ticket: int | None) -> None:
+        if ticket == self.generation and self.state is _HALF_OPEN:  # (None: nothing to free)
             self.probes -= 1
 
     def force(
@@ -1036,7 +1037,14 @@ class CircuitBreaker:
             now = anyio.current_time()
             ticket, change = circuit.admit(now)
             if change is not None:
-                await self._emit_change(change)
+                try:
+                    await self._emit_change(change)
+                except BaseException:
+                    # An async hook was cancelled, or a hook raised: the call
+                    # will not run, so its probe slot goes back (a leaked slot
+                    # would keep the circuit half-open and refusing forever).
+                    circuit.release(ticket)
+                    raise
             if ticket is not None:
                 return ticket
             raise await self._reject(circuit.retry_after(now), circuit.state)
@@ -1056,8 +1064,10 @@ class CircuitBreaker:
 
     def _failed(self, exc: BaseException) -> bool | None:
         """Whether *exc* is a failure (``None``: ignored, neither way)."""
-        if not isinstance(exc, Exception) or isinstance(exc, Rejected):
-            return None  # cancellation, KeyboardInterrupt..., or refused by a local policy
+        if not isinstance(exc, Exception) or isinstance(exc, (Rejected, _NotAwaitable)):
+            # cancellation, KeyboardInterrupt..., refused by a local policy, or
+            # a sync function passed to call(): the dependency was not reached
+            return None
         predicate = self._predicate
         if predicate is None:
             return True if isinstance(exc, self._types) else None
@@ -1160,8 +1170,14 @@ class CircuitBreaker:
             ticket = await self._admit()
             start = anyio.current_time() if self._slow is not None else 0.0
         try:
-            result = await fn(*args, **kwargs)
+            awaitable = fn(*args, **kwargs)
+            if awaitable.__class__ is not _COROUTINE:
+                awaitable = _awaitable(fn, awaitable)
+            result = await awaitable
         except BaseException as exc:
+            if not callable(fn_object := cast(object, fn)):  # e.g. a coroutine object:
+                await self._release(ticket)  # a bug at the call site, explained
+                check_callable("fn", fn_object)
             await self._settle(ticket, start, exc)
             raise
         if circuit is not None and self._slow is None:

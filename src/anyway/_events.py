@@ -170,9 +170,19 @@ _global_hooks: list[Hook] = [log_event]
 
 
 def add_hook(hook: Hook) -> None:
-    """Add a global hook that receives every event of every policy."""
+    """Add a global hook that receives every event of every policy.
+
+    Global hooks must be synchronous (they are also called from synchronous
+    code); async hooks go to a policy's own ``hooks=``.
+    """
     if not callable(hook):
         raise TypeError(f"hook must be callable, got {hook!r}")
+    if inspect.iscoroutinefunction(hook):
+        raise TypeError(
+            f"global hooks must be synchronous, got the async function {hook!r}: they also"
+            " receive events from synchronous code (deadlines, try_acquire); pass async"
+            " hooks to a policy's hooks= instead, or hand the event to a task from a sync hook"
+        )
     if hook not in _global_hooks:
         _global_hooks.append(hook)
 

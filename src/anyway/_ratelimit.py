@@ -557,8 +557,12 @@ class KeyedRateLimiter(_Gcra):
 
 
 @final
-class _KeyLimit(AbstractAsyncContextManager[None]):
-    """``async with limiter.limit(key):`` (takes one unit, gives nothing back)."""
+class _KeyLimit:
+    """``async with limiter.limit(key):`` (takes one unit, gives nothing back).
+
+    Not a subclass of ``contextlib.AbstractAsyncContextManager`` (it satisfies
+    that protocol): on Python 3.11 that base has no ``__slots__``, which would
+    give every one of these short-lived objects a ``__dict__``."""
 
     __slots__ = ("_key", "_limiter")
 

@@ -24,7 +24,7 @@ import math
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Iterator
 from contextvars import ContextVar
-from types import TracebackType
+from types import CoroutineType, TracebackType
 from typing import Any, Final, ParamSpec, TypeAlias, TypeVar, cast
 
 import anyio
@@ -64,6 +64,8 @@ _DEPOSITS_PER_CLOCK_READ: Final = 16
 _NEVER_RETRIED: Final = (KeyboardInterrupt, SystemExit, GeneratorExit)
 #: The logger of the default hook, :func:`anyway.log_event`.
 _logger: Final = logging.getLogger("anyway")
+#: What calling an ``async def`` function returns (checked before the others).
+_COROUTINE: Final = CoroutineType
 
 
 # --- test mode (set by anyway.testing.no_backoff / cap_attempts) --------------
@@ -117,6 +119,26 @@ def _describe(kind: type[BaseException], args: tuple[object, ...]) -> str:
 def _name_of(fn: object) -> str:
     name = getattr(fn, "__qualname__", None)
     return name if isinstance(name, str) else _short_repr(fn, 60)
+
+
+class _NotAwaitable(TypeError):
+    """``fn(...)`` returned something that cannot be awaited: a bug at the call
+    site (a sync function where an async one is needed), never retried, and
+    never counted by a circuit breaker."""
+
+
+def _awaitable(fn: object, value: object) -> Awaitable[Any]:
+    """*value*, the result of calling *fn*, if it can be awaited; else raise
+    :class:`_NotAwaitable` explaining the fix (trio's ``start_soon`` does the
+    same). Callers test ``value.__class__ is _COROUTINE`` first: that costs
+    nothing for ``async def`` functions."""
+    if inspect.isawaitable(value):
+        return value
+    raise _NotAwaitable(
+        f"{_name_of(fn)}(...) returned {_short_repr(value, 60)}, which cannot be awaited:"
+        " pass an async function (async def); run sync code with"
+        " anyio.to_thread.run_sync inside one"
+    )
 
 
 def _is_never_retried(exc: BaseException) -> bool:
@@ -357,16 +379,43 @@ class RetryBudget:
 
     def try_withdraw(self) -> bool:
         """Pay for one retry if the budget allows it; ``False`` if exhausted."""
-        index = self._now()
-        if self._available() < 1.0 - 1e-9:
-            return False
-        self._retries[index] += 1
-        return True
+        return self._withdraw() is not None
 
     def refund(self) -> None:
-        """Give back a withdrawal whose retry did not happen (e.g. cancelled wait)."""
-        if self._epoch is not None:
-            self._retries[self._index] -= 1
+        """Give back a withdrawal whose retry did not happen (e.g. cancelled
+        wait): the most recent one that has not expired yet, if any."""
+        if self._epoch is None:
+            return
+        self._now()
+        epoch = self._epoch
+        assert epoch is not None
+        for e in range(epoch, epoch - self._SLICES, -1):
+            if self._refund(e):
+                return
+
+    def _withdraw(self) -> int | None:
+        """Pay for one retry: the time slice it was counted in (for
+        :meth:`_refund`), or ``None`` if the budget is exhausted."""
+        index = self._now()
+        if self._available() < 1.0 - 1e-9:
+            return None
+        self._retries[index] += 1
+        return self._epoch
+
+    def _refund(self, epoch: int) -> bool:
+        """Give back a withdrawal counted in the time slice *epoch*, unless it
+        has expired already (then it no longer counts, and crediting it would
+        allow a retry that was never paid for). Whether anything was given back."""
+        self._now()
+        current = self._epoch
+        assert current is not None
+        if not 0 <= current - epoch < self._SLICES:
+            return False
+        index = epoch % self._SLICES
+        if self._retries[index] <= 0:
+            return False
+        self._retries[index] -= 1
+        return True
 
     def _available(self) -> float:
         return self._reserve + self._ratio * sum(self._calls) - sum(self._retries)
@@ -411,6 +460,7 @@ class _Run:
         "previous",
         "start",
         "testing",
+        "withdrawn",
         "zero_waits",
     )
 
@@ -430,6 +480,7 @@ class _Run:
         self.listening: bool | None = None  # snapshot of _listening() for this call
         self.earlier_count = 0
         self.previous: BaseException | None = None
+        self.withdrawn = 0  # the budget's time slice of the last withdrawal
         mode = _test_mode.get()
         limit = policy._attempts
         if mode is None:
@@ -499,8 +550,11 @@ class _Run:
                     f" in {_secs(max(deadline - now, 0.0))} s"
                 )
         budget = policy._budget
-        if budget is not None and not budget.try_withdraw():
-            return delay, f"retry budget exhausted ({budget!r})"
+        if budget is not None:
+            withdrawn = budget._withdraw()
+            if withdrawn is None:
+                return delay, f"retry budget exhausted ({budget!r})"
+            self.withdrawn = withdrawn
         return delay, None
 
     def wants_events(self) -> bool:
@@ -531,7 +585,7 @@ class _Run:
             await anyio.sleep(delay)
         except BaseException:
             if policy._budget is not None:
-                policy._budget.refund()  # the retry this paid for will not happen
+                policy._budget._refund(self.withdrawn)  # the retry will not happen
             raise
         self.record(error, result)
 
@@ -770,8 +824,11 @@ class Retry:
     def _verdict(self, exc: BaseException) -> bool | float:
         """Whether *exc* is retried: ``False``, ``True`` (after the backoff) or
         a delay in seconds. Called in the ``except`` block that caught *exc*."""
-        if not isinstance(exc, Exception) and _is_never_retried(exc):
-            return False
+        if not isinstance(exc, Exception):
+            if _is_never_retried(exc):
+                return False
+        elif exc.__class__ is _NotAwaitable:
+            return False  # a bug at the call site: retrying cannot help
         types = self._types
         if types is not None:
             if not isinstance(exc, types):
@@ -840,8 +897,13 @@ class Retry:
         if budget is not None:
             budget.deposit()
         try:
-            result = await fn(*args, **kwargs)
+            awaitable = fn(*args, **kwargs)
+            if awaitable.__class__ is not _COROUTINE:
+                awaitable = _awaitable(fn, awaitable)
+            result = await awaitable
         except BaseException as exc:
+            if not callable(fn_object := cast(object, fn)):  # e.g. a coroutine object:
+                check_callable("fn", fn_object)  # a bug at the call site, explained
             verdict = self._verdict(exc)
             if verdict is False:
                 raise
@@ -889,7 +951,7 @@ class Retry:
                 await anyio.sleep(delay)
             except BaseException:
                 if budget is not None:
-                    budget.refund()  # the retry this paid for will not happen
+                    budget._refund(run.withdrawn)  # the retry will not happen
                 raise
             run.record(error, rejected)
             # Hold no error across the next attempt: on success nothing then

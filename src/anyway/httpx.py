@@ -135,10 +135,17 @@ def _parse_retry_after(value: str, date: str | None) -> float | None:
         return None
     now = _parse_http_date(date) if date is not None else None
     if now is None:
-        # Without a usable Date header, the wall clock is the only reference
-        # for an absolute date (the event loop's clock has no epoch).
-        now = datetime.now(UTC)
+        now = _wall_clock()
     return max(0.0, (when - now).total_seconds())
+
+
+def _wall_clock() -> datetime:
+    """The current UTC date and time: the library's only wall-clock read
+    (everything else uses :func:`anyio.current_time`). An HTTP-date
+    ``Retry-After`` from a response without a usable ``Date`` header can only
+    be measured against it: the event loop's clock has no epoch. Virtual
+    time does not move it."""
+    return datetime.now(UTC)
 
 
 def _parse_http_date(value: str) -> datetime | None:
@@ -303,19 +310,8 @@ class ResilientTransport(httpx.AsyncBaseTransport):
         :func:`default_key`: host, plus the port when it is not the default).
     """
 
-    __slots__ = (
-        "_attempts",
-        "_breaker_arg",
-        "_breakers",
-        "_key",
-        "_limit_for",
-        "_limiter",
-        "_max_retry_after",
-        "_policy",
-        "_retry_methods",
-        "_retry_statuses",
-        "_transport",
-    )
+    # No __slots__: httpx.AsyncBaseTransport has none, so instances get a
+    # __dict__ anyway (and one transport serves a whole client: not hot).
 
     def __init__(
         self,
@@ -465,20 +461,18 @@ class ResilientTransport(httpx.AsyncBaseTransport):
         key = self._key(request)
         limit = self._limit_for(key) if self._limit_for is not None else None
         breaker = self._breaker_for(key) if self._breaker_arg is not None else None
-        if breaker is None:
-            if limit is None:
-                return await self._transport.handle_async_request(request)
-            async with limit:
-                return await self._transport.handle_async_request(request)
+        if breaker is None and limit is None:
+            return await self._transport.handle_async_request(request)
+        response: httpx.Response | None = None
         try:
-            async with breaker:
+            async with breaker if breaker is not None else nullcontext():
                 if limit is None:
                     response = await self._transport.handle_async_request(request)
                 else:
                     async with limit:
                         response = await self._transport.handle_async_request(request)
                 status = response.status_code
-                if status >= 500 and status in self._retry_statuses:
+                if breaker is not None and status >= 500 and status in self._retry_statuses:
                     # Counted as a failure; the response itself goes on.
                     raise _StatusFailure(
                         f"{status} {response.reason_phrase} from {key}",
@@ -487,6 +481,14 @@ class ResilientTransport(httpx.AsyncBaseTransport):
                     )
         except _StatusFailure as failure:
             return failure.response
+        except BaseException:
+            # The answer came, then leaving the limiter or the breaker failed
+            # (a hook raised or was cancelled): nobody will get the response,
+            # so close it now (its connection goes back to the pool).
+            if response is not None and not response.is_closed:
+                with anyio.move_on_after(_CLOSE_TIMEOUT, shield=True):
+                    await response.aclose()
+            raise
         return response
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
