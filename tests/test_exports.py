@@ -57,3 +57,24 @@ def test_py_typed_is_shipped() -> None:
     assert spec.submodule_search_locations is not None
     (location,) = spec.submodule_search_locations
     assert (importlib.resources.files("anyway") / "py.typed").is_file(), location
+
+
+def test_exceptions_have_default_messages_and_pickle() -> None:
+    import pickle
+
+    cases = [
+        (anyway.DeadlineExceeded(), "deadline exceeded"),
+        (anyway.DeadlineExceeded(seconds=2.5), "deadline of 2.5 s exceeded"),
+        (anyway.CircuitOpen(retry_after=5.0), "circuit open; retry after 5 s"),
+        (anyway.CircuitOpen(name="db", retry_after=1.0), "circuit 'db' is open; retry after 1 s"),
+        (anyway.BulkheadFull(), "bulkhead full"),
+        (anyway.RateLimitExceeded(retry_after=0.5), "rate limit exceeded; retry after 0.5 s"),
+    ]
+    for exc, message in cases:
+        assert str(exc) == message
+        copy = pickle.loads(pickle.dumps(exc))
+        assert type(copy) is type(exc)
+        assert str(copy) == message
+        assert copy.__dict__ == exc.__dict__
+    assert isinstance(anyway.DeadlineExceeded(), TimeoutError)
+    assert isinstance(anyway.CircuitOpen(), anyway.Rejected)

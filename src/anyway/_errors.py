@@ -19,7 +19,11 @@ class DeadlineExceeded(TimeoutError):
     absolute time).
     """
 
-    def __init__(self, message: str, *, seconds: float | None = None) -> None:
+    def __init__(self, message: str | None = None, *, seconds: float | None = None) -> None:
+        if message is None:
+            message = (
+                "deadline exceeded" if seconds is None else f"deadline of {seconds:g} s exceeded"
+            )
         super().__init__(message)
         self.seconds = seconds
 
@@ -39,7 +43,13 @@ class Rejected(Exception):
     succeed, or ``None`` when unknown.
     """
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+    _default_message = "call rejected"
+
+    def __init__(self, message: str | None = None, *, retry_after: float | None = None) -> None:
+        if message is None:
+            message = self._default_message
+            if retry_after is not None:
+                message += f"; retry after {retry_after:g} s"
         super().__init__(message)
         self.retry_after = retry_after
 
@@ -59,9 +69,19 @@ class CircuitOpen(Rejected):
     the call was not run. ``retry_after`` says when the breaker will let a
     probe through; ``name`` is the breaker's name."""
 
+    _default_message = "circuit open"
+
     def __init__(
-        self, message: str, *, retry_after: float | None = None, name: str | None = None
+        self,
+        message: str | None = None,
+        *,
+        retry_after: float | None = None,
+        name: str | None = None,
     ) -> None:
+        if message is None and name is not None:
+            message = f"circuit {name!r} is open"
+            if retry_after is not None:
+                message += f"; retry after {retry_after:g} s"
         super().__init__(message, retry_after=retry_after)
         self.name = name
 
@@ -69,7 +89,11 @@ class CircuitOpen(Rejected):
 class BulkheadFull(Rejected):
     """Every slot of a :class:`anyway.Bulkhead` is busy and its queue is full."""
 
+    _default_message = "bulkhead full"
+
 
 class RateLimitExceeded(Rejected):
     """A rate limiter cannot grant the request within the given ``timeout``;
     ``retry_after`` is how long the caller would have had to wait."""
+
+    _default_message = "rate limit exceeded"

@@ -18,8 +18,8 @@ __all__ = [
 ]
 
 #: How much faster than real time uvloop runs in :func:`backends` with
-#: ``virtual_time=True``: a 1 s timeout fires after 20 ms of wall time.
-DEFAULT_UVLOOP_SPEEDUP = 50.0
+#: ``virtual_time=True``: a 1 s timeout fires after 50 ms of wall time.
+DEFAULT_UVLOOP_SPEEDUP = 20.0
 
 Backend = tuple[str, dict[str, Any]]
 
