@@ -344,3 +344,21 @@ def test_sync():
     result.stdout.fnmatch_lines(
         ["*test_sleep?asyncio? PASSED*", "backends: asyncio=2 uvloop=2 trio=1"]
     )
+
+
+@pytest.mark.parametrize("backend", VIRTUAL)
+def test_virtual_time_far_from_zero_keeps_moving(backend: str) -> None:
+    """At 1e9 s, adding asyncio's 1 ns clock resolution no longer changes a
+    float; timers must still fire (it used to spin forever)."""
+
+    async def main() -> int:
+        await anyio.sleep(1e9)  # noqa: ASYNC116 - the point of the test
+        ticks = 0
+        with anyio.move_on_after(1):
+            while True:
+                await anyio.sleep(0.01)
+                ticks += 1
+        return ticks
+
+    ticks = anyio.run(main, backend=backend, backend_options=virtual_time_options(backend))
+    assert 50 <= ticks <= 101

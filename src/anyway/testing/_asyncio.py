@@ -113,7 +113,14 @@ class VirtualTimeEventLoop(asyncio.SelectorEventLoop):
         scheduled: list[asyncio.TimerHandle] = self._scheduled  # type: ignore[attr-defined]
         if scheduled:
             target = min(target, scheduled[0].when())
-        self._anyway_now = max(self._anyway_now, target)
+        target = max(self._anyway_now, target)
+        # asyncio runs the timers due before time() + clock resolution; far
+        # from zero that sum rounds back to time() and nothing would ever be
+        # due: step one float further so the timer we jumped to runs.
+        resolution: float = self._clock_resolution  # type: ignore[attr-defined]
+        if target + resolution <= target:
+            target = math.nextafter(target, math.inf)
+        self._anyway_now = target
 
     def thread_started(self) -> None:
         self._anyway_busy_threads += 1
