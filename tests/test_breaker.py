@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 import re
 from collections.abc import Awaitable, Callable, Iterator
@@ -1352,3 +1353,317 @@ async def test_call_with_a_sync_function_is_a_type_error_and_not_a_failure() -> 
     with pytest.raises(TypeError, match="not a coroutine object: you probably wrote"):
         await breaker.call(coro)  # type: ignore[arg-type]
     assert (breaker.state, breaker.call_count) == (CLOSED, 0)
+
+
+# --- operators: called or awaited ------------------------------------------------
+
+
+def _line_below(lines: int) -> int:
+    """The number of the line *lines* below the caller's (where the call to check is)."""
+    frame = inspect.currentframe()
+    assert frame is not None
+    assert frame.f_back is not None
+    return frame.f_back.f_lineno + lines
+
+
+async def test_operators_act_at_once_without_await_on_the_in_memory_store(clock: Clock) -> None:
+    events: list[Event] = []
+    breaker = CircuitBreaker(recovery_time=5, name="db", hooks=events.append)
+    result = breaker.open()  # no await: the change is made by the call
+    assert breaker.state is OPEN
+    assert changes(events) == [(CLOSED, OPEN)]
+    assert inspect.isawaitable(result)
+    assert not inspect.iscoroutine(result)
+    assert await result is None
+    assert await result is None  # awaiting again is harmless
+    breaker.close()  # dropped without being awaited: no warning (filterwarnings=error)
+    assert breaker.state is CLOSED
+    await fail(breaker, 2)
+    breaker.reset()
+    assert (breaker.state, breaker.failure_count, breaker.call_count) == (CLOSED, 0, 0)
+    breaker.open(seconds=2)
+    with pytest.raises(CircuitOpen) as info:
+        await succeed(breaker)
+    assert info.value.retry_after == clock.approx(2)  # a known time: a number
+    breaker.reset()
+    assert breaker.state is CLOSED
+    assert [(e.old, e.new, e.reason) for e in events if isinstance(e, BreakerStateChanged)] == [
+        (CLOSED, OPEN, "opened by hand until closed"),
+        (OPEN, CLOSED, "closed by hand"),
+        (CLOSED, OPEN, "opened by hand for 2 s"),
+        (OPEN, CLOSED, "closed by hand"),
+    ]
+
+
+async def test_awaited_operators_emit_the_same_events_as_called_ones() -> None:
+    awaited: list[Event] = []
+    called: list[Event] = []
+    for log, wait in ((awaited, True), (called, False)):
+        breaker = CircuitBreaker(window=CountWindow(4), name="db", hooks=log.append)
+        for op in (breaker.open, breaker.open, breaker.close, breaker.close, breaker.reset):
+            result = op()
+            if wait:
+                await result
+        await fail(breaker)
+        result = breaker.reset()
+        if wait:
+            await result
+        assert breaker.call_count == 0
+    assert [(e.old, e.new, e.reason) for e in awaited if isinstance(e, BreakerStateChanged)] == [
+        (CLOSED, OPEN, "opened by hand until closed"),
+        (OPEN, OPEN, "opened by hand until closed"),
+        (OPEN, CLOSED, "closed by hand"),
+    ]
+    assert [(e.policy, e.old, e.new, e.reason) for e in awaited] == [
+        (e.policy, e.old, e.new, e.reason) for e in called if isinstance(e, BreakerStateChanged)
+    ]
+
+
+def test_close_and_reset_work_outside_an_event_loop() -> None:
+    events: list[Event] = []
+    breaker = CircuitBreaker(name="db", hooks=events.append)
+    circuit = breaker._circuit
+    assert circuit is not None
+    circuit.force(OPEN, 0.0, None, True)
+    breaker.close()
+    assert breaker.state is CLOSED
+    circuit.consecutive = 3
+    breaker.reset()
+    assert breaker.failure_count == 0
+    assert changes(events) == [(OPEN, CLOSED)]
+    assert repr(breaker.reset()) == "<done>"
+
+
+async def test_async_hooks_run_when_the_operator_is_awaited(clock: Clock) -> None:
+    log: list[str] = []
+
+    async def slow_hook(event: Event) -> None:
+        log.append("slow started")
+        await anyio.sleep(1)
+        log.append("slow done")
+
+    async def fast_hook(event: Event) -> None:
+        log.append("fast")
+
+    breaker = CircuitBreaker(name="db", hooks=[slow_hook, log.append, fast_hook])
+    t0 = clock.now()
+    pending = breaker.open()
+    assert breaker.state is OPEN  # made at the call; the sync hook has run
+    assert [entry for entry in log if isinstance(entry, str)] == []
+    assert len(log) == 1
+    assert re.fullmatch(r"<open\(\) of 'db': 2 hooks to await>", repr(pending))
+    await pending
+    assert clock.now() - t0 == clock.approx(1)
+    assert log[1:] == ["slow started", "slow done", "fast"]
+
+
+async def test_async_hooks_of_an_unawaited_operator_warn_at_the_call_site() -> None:
+    ran: list[Event] = []
+
+    async def hook(event: Event) -> None:
+        ran.append(event)
+
+    breaker = CircuitBreaker(name="db", hooks=hook)
+    line = _line_below(2)
+    with pytest.warns(RuntimeWarning) as record:
+        breaker.open()
+    assert breaker.state is OPEN  # the change itself was made
+    assert ran == []
+    assert len(record) == 1  # and no "coroutine ... was never awaited" on top
+    warning = record[0]
+    assert str(warning.message) == (
+        "open() of circuit breaker 'db' was not awaited: the change was made, but 1 async"
+        " hook did not run; write `await breaker.open()`"
+    )
+    assert (warning.filename, warning.lineno) == (__file__, line)
+
+
+async def test_a_failing_hook_of_an_operator_raises_after_the_change() -> None:
+    async def async_hook(event: Event) -> None:
+        raise AssertionError("never started")  # pragma: no cover
+
+    def broken(event: Event) -> None:
+        raise RuntimeError("hook is broken")
+
+    class NotACoroutine:
+        def __await__(self) -> Iterator[None]:
+            raise AssertionError("never awaited")  # pragma: no cover
+
+    breaker = CircuitBreaker(hooks=[async_hook, lambda event: NotACoroutine(), broken])
+    with pytest.raises(RuntimeError, match="hook is broken"):
+        breaker.open()  # the pending async hooks are discarded: no warning
+    assert breaker.state is OPEN
+
+    async def failing(event: Event) -> None:
+        raise RuntimeError("async hook is broken")
+
+    started: list[Event] = []
+
+    async def after(event: Event) -> None:
+        started.append(event)  # pragma: no cover
+
+    other = CircuitBreaker(hooks=[failing, after])
+    with pytest.raises(RuntimeError, match="async hook is broken"):
+        await other.open()
+    assert other.state is OPEN
+    assert started == []
+
+
+async def test_cancelling_an_awaited_operator_keeps_the_change(clock: Clock) -> None:
+    log: list[str] = []
+
+    async def slow_hook(event: Event) -> None:
+        log.append("slow")
+        await anyio.sleep(5)
+        log.append("never")  # pragma: no cover
+
+    async def next_hook(event: Event) -> None:
+        log.append("next")  # pragma: no cover
+
+    breaker = CircuitBreaker(hooks=[slow_hook, next_hook])
+    t0 = clock.now()
+    with anyio.move_on_after(1) as scope:
+        await breaker.open()
+    assert scope.cancelled_caught
+    assert clock.now() - t0 == clock.approx(1)
+    assert breaker.state is OPEN
+    assert log == ["slow"]  # the rest is dropped, and nothing warns
+
+
+async def test_operators_on_another_store_act_when_awaited() -> None:
+    events: list[Event] = []
+    store = RemoteStore()
+    breaker = CircuitBreaker(name="api", store=store, hooks=events.append)
+    operation = breaker.reset()
+    assert not inspect.iscoroutine(operation)
+    assert repr(operation) == f"<reset() of 'api' on {store!r}: pending>"
+    assert store.calls == []  # nothing yet: the store acts when awaited
+    await operation
+    assert store.calls == ["force"]
+    assert repr(operation) == f"<reset() of 'api' on {store!r}: awaited>"
+    with pytest.raises(RuntimeError, match=r"reset\(\) of 'api' was already awaited"):
+        await operation
+    await breaker.open(seconds=3)
+    assert breaker.state is OPEN
+    await breaker.close()
+    assert breaker.state is CLOSED
+    assert changes(events) == [(CLOSED, OPEN), (OPEN, CLOSED)]
+
+
+@pytest.mark.parametrize("op", ["open", "close", "reset"])
+async def test_an_unawaited_operator_on_another_store_warns_and_does_nothing(op: str) -> None:
+    store = RemoteStore()
+    breaker = CircuitBreaker(name="api", store=store)
+    if op != "open":
+        await breaker.open()
+    calls = len(store.calls)
+    state = breaker.state
+    line = _line_below(2)
+    with pytest.warns(RuntimeWarning) as record:
+        getattr(breaker, op)()
+    assert len(record) == 1  # no "coroutine ... was never awaited" on top
+    warning = record[0]
+    assert str(warning.message) == (
+        f"{op}() of circuit breaker 'api' was never awaited, so nothing happened: on"
+        f" {store!r} the change is made by the store when awaited; write"
+        f" `await breaker.{op}()`"
+    )
+    assert (warning.filename, warning.lineno) == (__file__, line)
+    assert len(store.calls) == calls  # the store was never asked
+    assert breaker.state is state
+    assert (await breaker.snapshot()).state is state
+
+
+async def test_cancelled_operator_on_another_store_still_reaches_the_store() -> None:
+    store = RemoteStore()
+    breaker = CircuitBreaker(name="api", store=store)
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        await breaker.open()  # the store call is shielded (a bounded time)
+    assert store.calls == ["force"]
+    assert breaker.state is OPEN
+
+
+# --- derive: one breaker's settings, another name -----------------------------------
+
+
+async def test_derive_copies_the_settings_not_the_state(clock: Clock) -> None:
+    events: list[Event] = []
+
+    def predicate(exc: Exception) -> bool:
+        return isinstance(exc, Boom)
+
+    template = CircuitBreaker(
+        window=CountWindow(4),
+        minimum_calls=2,
+        failure_rate_threshold=0.5,
+        slow_call_duration=1,
+        slow_call_rate_threshold=0.75,
+        recovery_time=7,
+        half_open_max_calls=2,
+        on=predicate,
+        name="api",
+        hooks=events.append,
+    )
+    await fail(template, 2)
+    assert template.state is OPEN
+    child = template.derive(name="api:one")
+    assert (child.name, child.state, child.call_count) == ("api:one", CLOSED, 0)
+    assert child.config == template.config
+    assert child.hooks == template.hooks
+    assert isinstance(child.store, InMemoryBreakerStore)
+    assert child.store is not template.store  # its own private store
+    await fail(child, exc=Other)  # the predicate is copied: ignored
+    assert child.call_count == 0
+
+    async def slow() -> None:
+        async with child:
+            await anyio.sleep(1.5)
+
+    t0 = clock.now()
+    async with anyio.create_task_group() as tg:  # slow calls are tracked too
+        tg.start_soon(slow)
+        tg.start_soon(slow)
+    assert clock.now() - t0 == clock.approx(1.5)
+    assert child.state is OPEN
+    assert [(e.policy, e.reason) for e in events if isinstance(e, BreakerStateChanged)] == [
+        ("api", "failure rate 100% >= 50% over 2 calls"),
+        ("api:one", "slow call rate 100% >= 75% over 2 calls"),
+    ]
+
+
+async def test_derive_in_consecutive_mode_with_exception_types() -> None:
+    template = CircuitBreaker(failure_threshold=2, recovery_time=3, on=(Boom, KeyError))
+    child = template.derive(name="child")
+    assert child.config == template.config
+    await fail(child, exc=Other)
+    await fail(child, exc=KeyError)
+    await fail(child)
+    assert child.state is OPEN
+    assert template.state is CLOSED
+
+
+async def test_derive_shares_a_given_store_under_the_new_name() -> None:
+    store = InMemoryBreakerStore()
+    template = CircuitBreaker(failure_threshold=1, name="api", store=store)
+    child = template.derive(name="api:host")
+    assert child.store is store
+    await fail(child)
+    again = template.derive(name="api:host")  # the same name: the same circuit
+    assert again.state is OPEN
+    assert template.state is CLOSED
+    assert repr(store) == "<InMemoryBreakerStore circuits=2>"
+
+    remote = RemoteStore()
+    shared = CircuitBreaker(failure_threshold=1, name="api", store=remote).derive(name="api:x")
+    assert shared.store is remote
+    await fail(shared)
+    assert remote.calls == ["acquire", "record"]
+
+
+@pytest.mark.parametrize("name", ["", None, 5])
+def test_derive_needs_a_name(name: object) -> None:
+    with pytest.raises(
+        TypeError, match=r"name must be a non-empty string, got .*a derived breaker"
+    ):
+        CircuitBreaker().derive(name=name)  # type: ignore[arg-type]

@@ -12,10 +12,11 @@ from __future__ import annotations
 import email.utils
 import json
 import math
+import re
 import ssl
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -857,8 +858,11 @@ def test_repr_shows_the_configuration() -> None:
         ({"max_retry_after": math.nan}, ValueError, "max_retry_after must be a number, got NaN"),
         ({"backoff": 0.5}, TypeError, "backoff must be an anyway.Backoff"),
         ({"limiter": 5}, TypeError, "limiter must be a keyed limiter"),
-        ({"breaker": CircuitBreaker()}, TypeError, "one breaker for every host would let"),
+        ({"breaker": RateLimiter(1)}, TypeError, "one breaker for every host would let"),
         ({"breaker": 5}, TypeError, "breaker must be callable"),
+        ({"max_breakers": 0}, ValueError, "max_breakers must be >= 1, got 0; or max_breakers=None"),
+        ({"max_breakers": 1.5}, TypeError, "max_breakers must be a whole number"),
+        ({"max_breakers": True}, TypeError, "max_breakers must be a whole number"),
         ({"key": "host"}, TypeError, "key must be callable"),
         ({"hooks": [5]}, TypeError, "hooks must be callables"),
         ({"budget": 5}, TypeError, "budget must be an anyway.RetryBudget"),
@@ -1108,3 +1112,236 @@ def test_retry_after_date_without_a_date_header_reads_the_wall_clock_once(
     assert retry_after(_response(retry_after="Wed, 21 Oct 2015 07:28:30 GMT", date=date)) == 20.0
     assert retry_after(_response(retry_after="12")) == 12.0
     assert len(reads) == 1  # the Date header and delay-seconds need no wall clock
+
+
+# --- one breaker as a template: a breaker per host ------------------------------
+
+
+@pytest.mark.real_time
+async def test_a_breaker_template_gives_each_host_its_own(server: RealServer, key: str) -> None:
+    template = CircuitBreaker(failure_threshold=3, recovery_time=60.0, name="api")
+    transport = real_transport(breaker=template)
+    local, other = f"127.0.0.1:{server.port}", f"localhost:{server.port}"
+    async with httpx.AsyncClient(transport=transport) as client:
+        response = await client.get(server.url("/flaky", key=key))  # 3 x 503
+        assert response.status_code == 503
+        with pytest.raises(CircuitOpen, match=re.escape(f"'api:{local}' is open")):
+            await client.get(server.url("/ok", key=key))
+        assert server.count(key) == 3  # refused without a request
+        response = await client.get(server.url("/ok", host="localhost", key=key))
+        assert response.status_code == 200
+    breakers = transport.breakers
+    assert list(breakers) == [local, other]
+    assert [state_of(b) for b in breakers.values()] == [CircuitState.OPEN, CircuitState.CLOSED]
+    for host, breaker in breakers.items():
+        assert isinstance(breaker, CircuitBreaker)
+        assert breaker.name == f"api:{host}"
+        assert breaker.config == template.config
+    # The template guards nothing itself.
+    assert (template.state, template.call_count) == (CircuitState.CLOSED, 0)
+
+
+@pytest.mark.real_time
+async def test_max_breakers_with_real_hosts(server: RealServer, key: str) -> None:
+    transport = real_transport(
+        breaker=CircuitBreaker(failure_threshold=3, recovery_time=60.0), max_breakers=1
+    )
+    local, other = f"127.0.0.1:{server.port}", f"localhost:{server.port}"
+    async with httpx.AsyncClient(transport=transport) as client:
+        await client.get(server.url("/ok", key=key))
+        await client.get(server.url("/ok", host="localhost", key=key))
+        assert list(transport.breakers) == [other]  # local's breaker remembered nothing
+        response = await client.get(server.url("/flaky", host="localhost", key=key))
+        assert response.status_code == 503  # 3 x 503: other's circuit opens
+        await client.get(server.url("/ok", key=key))
+        assert list(transport.breakers) == [other, local]  # an open circuit is kept
+        with pytest.raises(CircuitOpen):
+            await client.get(server.url("/ok", host="localhost", key=key))
+    assert server.count(key) == 6  # the refused one never reached the server
+
+
+async def test_a_breaker_template_copies_settings_and_hooks(clock: Any) -> None:
+    changed: list[Event] = []
+    template = CircuitBreaker(
+        failure_threshold=2, recovery_time=5.0, on=httpx.ConnectError, hooks=changed.append
+    )
+    answers: list[int | type[Exception]] = [
+        httpx.ReadTimeout,  # not in on=: ignored
+        httpx.ConnectError,
+        httpx.ConnectError,
+    ]
+    transport = ResilientTransport(mock(answers), breaker=template, attempts=1)
+    async with client_for(transport) as client:
+        for error in (httpx.ReadTimeout, httpx.ConnectError, httpx.ConnectError):
+            with pytest.raises(error):
+                await client.get("/")
+        with pytest.raises(CircuitOpen) as caught:
+            await client.get("/")
+    assert caught.value.name == "api.test"  # an unnamed template: the host alone
+    assert caught.value.retry_after == clock.approx(5.0)
+    assert [(e.policy, e.new) for e in changed if isinstance(e, anyway.BreakerStateChanged)] == [
+        ("api.test", CircuitState.OPEN)
+    ]
+    assert template.state is CircuitState.CLOSED
+
+
+async def test_a_breaker_template_with_a_shared_store_keeps_state_across_drops() -> None:
+    store = anyway.InMemoryBreakerStore()
+    template = CircuitBreaker(failure_threshold=1, recovery_time=60.0, name="api", store=store)
+    transport = ResilientTransport(
+        mock([httpx.ConnectError, 200]), breaker=template, attempts=1, max_breakers=1
+    )
+    async with client_for(transport) as client:
+        with pytest.raises(httpx.ConnectError):
+            await client.get("/")
+        assert transport.breakers["api.test"].store is store  # type: ignore[attr-defined]
+        # Another host: the first one's breaker is open, so it is kept.
+        assert (await client.get("http://b.test/")).status_code == 200
+        assert list(transport.breakers) == ["api.test", "b.test"]
+        with pytest.raises(CircuitOpen, match=r"'api:api\.test' is open"):
+            await client.get("/")
+    assert repr(store) == "<InMemoryBreakerStore circuits=3>"  # api, api:api.test, api:b.test
+
+
+# --- a bounded number of per-host breakers ---------------------------------------
+
+
+def gate_handler(
+    failing: set[str], gates: dict[str, anyio.Event]
+) -> Callable[[httpx.Request], Awaitable[httpx.Response]]:
+    """Hosts in *failing* refuse connections; a host with a gate waits for it."""
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        host = request.url.host
+        if host in gates:
+            await gates[host].wait()
+        if host in failing:
+            raise httpx.ConnectError("refused", request=request)
+        return httpx.Response(200)
+
+    return handler
+
+
+async def get(client: httpx.AsyncClient, host: str) -> None:
+    with suppress(httpx.ConnectError, CircuitOpen):
+        await client.get(f"http://{host}/")
+
+
+async def test_breakers_that_remember_nothing_are_dropped_beyond_max_breakers(
+    clock: Any,
+) -> None:
+    made: list[str] = []
+    template = CircuitBreaker(failure_threshold=2, recovery_time=1.0)
+
+    def factory(host: str) -> CircuitBreaker:
+        made.append(host)
+        return template.derive(name=host)
+
+    failing = {"open.test", "half.test", "flaky.test"}
+    transport = ResilientTransport(
+        httpx.MockTransport(gate_handler(failing, {})),
+        breaker=factory,
+        attempts=1,
+        max_breakers=4,
+    )
+    async with client_for(transport) as client:
+        for _ in range(2):
+            await get(client, "half.test")  # opens, and will be half-open
+        await anyio.sleep(1.5)
+        assert state_of(transport.breakers["half.test"]) is CircuitState.HALF_OPEN
+        for _ in range(2):
+            await get(client, "open.test")  # open
+        await get(client, "flaky.test")  # closed, one failure
+        await get(client, "ok.test")  # closed, no failure
+        assert list(transport.breakers) == ["half.test", "open.test", "flaky.test", "ok.test"]
+        kept = dict(transport.breakers)
+        await get(client, "new1.test")  # a fifth host: sweep
+        # ok.test remembered nothing; flaky.test has a recent failure; open and
+        # half-open circuits are never dropped.
+        assert list(transport.breakers) == ["half.test", "open.test", "flaky.test", "new1.test"]
+        assert all(transport.breakers[host] is kept[host] for host in kept if host != "ok.test")
+        # Three were kept: the next sweep waits for twice as many hosts.
+        for host in ("new2.test", "new3.test"):
+            await get(client, host)
+        assert len(transport.breakers) == 6
+        await get(client, "new4.test")  # sweep
+        # flaky.test was not used since the last sweep: its failure is old.
+        assert list(transport.breakers) == ["half.test", "open.test", "new4.test"]
+        await get(client, "ok.test")  # back: a fresh breaker, the factory called again
+        assert made.count("ok.test") == 2
+        assert transport.breakers["half.test"] is kept["half.test"]
+        assert state_of(transport.breakers["open.test"]) is CircuitState.OPEN
+
+
+async def test_a_breaker_with_requests_in_flight_is_never_dropped(clock: Any) -> None:
+    gate = anyio.Event()
+    transport = ResilientTransport(
+        httpx.MockTransport(gate_handler(set(), {"busy.test": gate})),
+        breaker=CircuitBreaker(),
+        attempts=1,
+        max_breakers=1,
+    )
+    async with client_for(transport) as client:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(get, client, "busy.test")
+            await anyio.sleep(1)
+            busy = transport.breakers["busy.test"]
+            await get(client, "a.test")  # sweeps: busy.test is in flight, kept
+            await get(client, "b.test")  # sweeps: a.test goes, busy.test stays
+            assert list(transport.breakers) == ["busy.test", "b.test"]
+            assert transport.breakers["busy.test"] is busy
+            assert repr(transport._hosts["busy.test"]) == (
+                f"<_Host breaker={busy!r} active=1 used=False>"
+            )
+            gate.set()
+        await get(client, "c.test")  # sweeps: busy.test is idle now
+        assert list(transport.breakers) == ["c.test"]
+
+
+async def test_factory_results_other_than_breakers_are_kept_and_none_forgotten() -> None:
+    made: list[str] = []
+    other = RateLimiter(100)
+
+    def factory(host: str) -> Any:
+        made.append(host)
+        return other if host == "custom.test" else None
+
+    transport = ResilientTransport(mock([200]), breaker=factory, max_breakers=1)
+    async with client_for(transport) as client:
+        for host in ("custom.test", "a.test", "b.test", "a.test", "custom.test"):
+            await get(client, host)
+    assert made == ["custom.test", "a.test", "b.test", "a.test"]
+    assert transport.breakers == {"custom.test": other}
+
+
+async def test_max_breakers_none_keeps_every_breaker() -> None:
+    transport = ResilientTransport(mock([200]), breaker=CircuitBreaker(), max_breakers=None)
+    async with client_for(transport) as client:
+        for i in range(12):
+            await get(client, f"h{i}.test")
+    assert len(transport.breakers) == 12
+    assert "breakers=<12 hosts: 12 closed>" in repr(transport)
+
+
+async def test_sweeps_stay_rare_when_most_breakers_must_be_kept() -> None:
+    sweeps = 0
+    transport = ResilientTransport(
+        mock([httpx.ConnectError]),
+        breaker=CircuitBreaker(failure_threshold=1, recovery_time=60.0),
+        attempts=1,
+        max_breakers=2,
+    )
+    sweep = transport._sweep
+
+    def counted() -> None:
+        nonlocal sweeps
+        sweeps += 1
+        sweep()
+
+    transport._sweep = counted  # type: ignore[method-assign]
+    async with client_for(transport) as client:
+        for i in range(16):
+            await get(client, f"h{i}.test")  # every circuit opens: none can go
+    assert len(transport.breakers) == 16
+    assert sweeps == 3  # with 2, 4 and 8 hosts: amortized O(1) per new host
+    assert "breakers=<16 hosts: 16 open>" in repr(transport)

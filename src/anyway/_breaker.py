@@ -30,7 +30,9 @@ import functools
 import inspect
 import itertools
 import math
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+import sys
+import warnings
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, ParamSpec, Protocol, TypeAlias, TypeVar, cast
@@ -39,7 +41,15 @@ import anyio
 import anyio.lowlevel
 
 from ._errors import CircuitOpen, Rejected
-from ._events import BreakerStateChanged, CallRejected, CircuitState, Hook, check_hooks, emit
+from ._events import (
+    BreakerStateChanged,
+    CallRejected,
+    CircuitState,
+    Hook,
+    check_hooks,
+    emit,
+    global_hooks,
+)
 from ._retry import _COROUTINE, _awaitable, _NotAwaitable
 from ._validate import check_callable, check_count, check_number, check_seconds
 
@@ -647,6 +657,139 @@ _names = itertools.count(1)
 _Entry: TypeAlias = tuple[int, float, Any]
 
 
+# --- what open(), close() and reset() return -------------------------------------
+#
+# An operator may call ``breaker.reset()`` from synchronous code, or forget the
+# ``await``. On the in-memory store the change is made at the call, and the
+# result is an awaitable that can be awaited or dropped (awaiting runs async
+# hooks, if any). On another store the change needs the store, so it happens
+# only when awaited; a result dropped without being awaited warns (at the
+# caller's line), naming the breaker and the fix, instead of Python's bare
+# "coroutine ... was never awaited".
+
+_CallSite: TypeAlias = tuple[str, int, str, dict[Any, Any]]
+
+
+def _call_site() -> _CallSite:
+    """The line that called open(), close() or reset(), for a warning."""
+    frame = sys._getframe(3)  # _call_site <- _operate <- open() <- the caller
+    f_globals = frame.f_globals
+    return (
+        frame.f_code.co_filename,
+        frame.f_lineno,
+        f_globals.get("__name__", "<string>"),
+        f_globals.setdefault("__warningregistry__", {}),
+    )
+
+
+def _warn_at(site: _CallSite, message: str) -> None:
+    filename, lineno, module, registry = site
+    warnings.warn_explicit(message, RuntimeWarning, filename, lineno, module, registry)
+
+
+def _discard(awaitables: Iterable[Awaitable[object]]) -> None:
+    for awaitable in awaitables:
+        if inspect.iscoroutine(awaitable):
+            awaitable.close()  # no "never awaited" warning on top of ours
+
+
+class _Done:
+    """Done already: awaiting it returns at once (no checkpoint)."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return iter(())  # type: ignore[return-value]  # an exhausted iterator: done
+
+    def __repr__(self) -> str:
+        return "<done>"
+
+
+_DONE = _Done()
+
+
+class _HooksPending:
+    """The change is made; awaiting runs the async hooks that received its event."""
+
+    __slots__ = ("_breaker", "_op", "_pending", "_site")
+
+    def __init__(
+        self,
+        pending: list[Awaitable[object]],
+        breaker: CircuitBreaker,
+        op: str,
+        site: _CallSite,
+    ) -> None:
+        self._pending = pending
+        self._breaker = breaker
+        self._op = op
+        self._site = site
+
+    def __await__(self) -> Generator[Any, None, None]:
+        pending, self._pending = self._pending, []
+        for i, awaitable in enumerate(pending):
+            try:
+                yield from awaitable.__await__()
+            except BaseException:
+                _discard(pending[i + 1 :])
+                raise
+
+    def __del__(self) -> None:
+        pending = self._pending
+        if pending:
+            _discard(pending)
+            _warn_at(
+                self._site,
+                f"{self._op}() of circuit breaker {self._breaker._policy!r} was not awaited:"
+                f" the change was made, but {_plural(len(pending), 'async hook')} did not"
+                f" run; write `await breaker.{self._op}()`",
+            )
+
+    def __repr__(self) -> str:
+        return f"<{self._op}() of {self._breaker._policy!r}: {len(self._pending)} hooks to await>"
+
+
+class _StoreOperation:
+    """An operator's change on a store other than the in-memory one: made when
+    awaited; dropped without being awaited, it warns."""
+
+    __slots__ = ("_breaker", "_coro", "_op", "_site")
+
+    def __init__(
+        self,
+        coro: Coroutine[Any, Any, None],
+        breaker: CircuitBreaker,
+        op: str,
+        site: _CallSite,
+    ) -> None:
+        self._coro: Coroutine[Any, Any, None] | None = coro
+        self._breaker = breaker
+        self._op = op
+        self._site = site
+
+    def __await__(self) -> Generator[Any, None, None]:
+        coro, self._coro = self._coro, None
+        if coro is None:
+            raise RuntimeError(f"{self._op}() of {self._breaker._policy!r} was already awaited")
+        return coro.__await__()
+
+    def __del__(self) -> None:
+        coro = self._coro
+        if coro is not None:
+            coro.close()
+            breaker = self._breaker
+            _warn_at(
+                self._site,
+                f"{self._op}() of circuit breaker {breaker._policy!r} was never awaited, so"
+                f" nothing happened: on {breaker._store!r} the change is made by the store"
+                f" when awaited; write `await breaker.{self._op}()`",
+            )
+
+    def __repr__(self) -> str:
+        how = "pending" if self._coro is not None else "awaited"
+        return f"<{self._op}() of {self._breaker._policy!r} on {self._breaker._store!r}: {how}>"
+
+
 class CircuitBreaker:
     """Stop calling a dependency that keeps failing; probe it after a pause.
 
@@ -690,6 +833,11 @@ class CircuitBreaker:
     share one circuit. *hooks* receive :class:`~anyway.BreakerStateChanged` on
     every change of state and :class:`~anyway.CallRejected` on every refusal,
     before the global hooks.
+
+    **Operators.** :meth:`open`, :meth:`close` and :meth:`reset` change the
+    state by hand. On the in-memory store they act at once and may be awaited
+    or not; on another store they act when awaited. :meth:`derive` makes a
+    breaker with the same settings under another name (one per host, say).
     """
 
     __slots__ = (
@@ -701,6 +849,7 @@ class CircuitBreaker:
         "_key",
         "_last",
         "_last_time",
+        "_own_store",
         "_policy",
         "_predicate",
         "_slow",
@@ -802,6 +951,7 @@ class CircuitBreaker:
         self.name = name
         self._policy = name if name is not None else f"CircuitBreaker#{next(_names)}"
 
+        self._own_store = store is None
         if store is None:
             store = InMemoryBreakerStore()
         elif name is None:
@@ -840,6 +990,44 @@ class CircuitBreaker:
     def store(self) -> BreakerStore:
         """Where the state lives."""
         return self._store
+
+    def derive(self, *, name: str) -> CircuitBreaker:
+        """A new breaker with this one's settings (thresholds, window, *on*,
+        ``recovery_time``, ``half_open_max_calls``, slow calls, *hooks*) under
+        another *name*, with a circuit of its own.
+
+        Its state lives in this breaker's *store* when one was given (under
+        the new name: a shared store, such as Redis, keeps one circuit per
+        name), else in a fresh private store. This breaker's state is not
+        copied: the new one starts closed. Handy to make one breaker per
+        host, tenant or shard from a template (as
+        :class:`anyway.httpx.ResilientTransport` does)::
+
+            template = anyway.CircuitBreaker(failure_threshold=3, name="api")
+            per_host = {host: template.derive(name=f"api:{host}") for host in hosts}
+        """
+        given: object = name
+        if not isinstance(given, str) or not given:
+            raise TypeError(
+                f"name must be a non-empty string, got {name!r}: a derived breaker needs"
+                " a name of its own (e.g. f'{template.name}:{host}')"
+            )
+        config = self._config
+        window = config.window
+        return CircuitBreaker(
+            failure_threshold=config.failure_threshold,
+            recovery_time=config.recovery_time,
+            half_open_max_calls=config.half_open_max_calls,
+            on=self._types if self._predicate is None else self._predicate,
+            name=name,
+            store=None if self._own_store else self._store,
+            window=window,
+            minimum_calls=None if window is None else config.minimum_calls,
+            failure_rate_threshold=None if window is None else config.failure_rate_threshold,
+            slow_call_duration=self._slow,
+            slow_call_rate_threshold=config.slow_call_rate_threshold,
+            hooks=self._hooks,
+        )
 
     @property
     def hooks(self) -> tuple[Hook, ...]:
@@ -944,34 +1132,62 @@ class CircuitBreaker:
 
     # --- operators -----------------------------------------------------------
 
-    async def open(self, *, seconds: float | None = None) -> None:
+    def open(self, *, seconds: float | None = None) -> Awaitable[None]:
         """Open the circuit now. With ``seconds=None`` (the default) it stays open
         until :meth:`close` or :meth:`reset`; with a number it half-opens after
         that many seconds, as after a trip. Calls running now finish, but their
-        outcomes no longer count."""
+        outcomes no longer count.
+
+        On the default in-memory store the change is made when this is called:
+        ``breaker.open()`` and ``await breaker.open()`` both work (awaiting
+        also runs the breaker's async hooks). On another store the change is
+        made by the store, when the result is awaited: write ``await
+        breaker.open()`` (forgetting the ``await`` warns, and changes nothing).
+        """
         if seconds is not None:
             seconds = check_seconds(
                 "seconds", seconds, allow_zero=False, hint="; use seconds=None to hold it open"
             )
-        await self._force(_OPEN, seconds=seconds, reset=True)
+        return self._operate("open", _OPEN, seconds, True)
 
-    async def close(self) -> None:
+    def close(self) -> Awaitable[None]:
         """Close the circuit now, counting from zero. Nothing happens if it is
-        already closed."""
-        await self._force(_CLOSED, seconds=None, reset=False)
+        already closed. Called or awaited, as :meth:`open`."""
+        return self._operate("close", _CLOSED, None, False)
 
-    async def reset(self) -> None:
+    def reset(self) -> Awaitable[None]:
         """Back to the initial state: closed, every count and the window cleared,
-        whatever the state."""
-        await self._force(_CLOSED, seconds=None, reset=True)
+        whatever the state. Called or awaited, as :meth:`open`."""
+        return self._operate("reset", _CLOSED, None, True)
 
-    async def _force(self, state: CircuitState, *, seconds: float | None, reset: bool) -> None:
+    def _operate(
+        self, op: str, state: CircuitState, seconds: float | None, reset: bool
+    ) -> Awaitable[None]:
         circuit = self._circuit
-        if circuit is not None:
-            change = circuit.force(state, anyio.current_time(), seconds, reset)
-            if change is not None:
-                await self._emit_change(change)
-            return
+        if circuit is None:
+            return _StoreOperation(self._force(state, seconds, reset), self, op, _call_site())
+        # Only opening needs the clock: close() and reset() also work outside
+        # the event loop (in a synchronous test fixture, say).
+        now = anyio.current_time() if state is _OPEN else 0.0
+        change = circuit.force(state, now, seconds, reset)
+        if change is None:
+            return _DONE
+        old, new, reason = change
+        event = BreakerStateChanged(policy=self._policy, old=old, new=new, reason=reason)
+        pending: list[Awaitable[object]] = []
+        try:
+            for hook in (*self._hooks, *global_hooks()):
+                result = hook(event)
+                if inspect.isawaitable(result):
+                    pending.append(result)  # an async hook: runs when awaited
+        except BaseException:
+            _discard(pending)
+            raise
+        if not pending:
+            return _DONE
+        return _HooksPending(pending, self, op, _call_site())
+
+    async def _force(self, state: CircuitState, seconds: float | None, reset: bool) -> None:
         update = await self._ask(
             "force", self._store.force, self._key, self._config, state, seconds=seconds, reset=reset
         )

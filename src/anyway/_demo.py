@@ -268,7 +268,7 @@ async def aggregate(
         backoff=Backoff(initial=0.05, max=0.2),
         max_retry_after=MAX_RETRY_AFTER,
         limiter=KeyedRateLimiter(CLIENT_RATE, per=1.0),
-        breaker=lambda host: CircuitBreaker(failure_threshold=3, recovery_time=30.0, name=host),
+        breaker=CircuitBreaker(failure_threshold=3, recovery_time=30.0),  # one per host
         hooks=[counter],
     )
     batch = Batch()

@@ -66,8 +66,21 @@ def _rebuild(cls: type[Rejected], message: str, state: dict[str, object]) -> Rej
 
 class CircuitOpen(Rejected):
     """The circuit breaker is open (or half-open with every probe slot taken):
-    the call was not run. ``retry_after`` says when the breaker will let a
-    probe through; ``name`` is the breaker's name."""
+    the call was not run. ``name`` is the breaker's name.
+
+    ``retry_after`` is the number of seconds until the breaker lets a probe
+    through, while the circuit is open after a trip (or after
+    ``breaker.open(seconds=...)``). It is ``None`` when no such time exists:
+
+    * **half-open, every probe slot taken**: the next call may be let through
+      as soon as a probe ends, at once if the probes close the circuit, or
+      after a fresh ``recovery_time`` if one fails, and a probe may run for
+      any time;
+    * **held open** by ``breaker.open()`` without ``seconds``: until an
+      operator calls ``close()`` or ``reset()``.
+
+    ``None`` means "unknown: use your own backoff", never "now" nor "never".
+    """
 
     _default_message = "circuit open"
 

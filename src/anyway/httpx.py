@@ -14,6 +14,7 @@ reaches the network through httpcore, on AnyIO).
 
 from __future__ import annotations
 
+import collections
 import email.utils
 import math
 import re
@@ -28,8 +29,9 @@ import httpx
 import outcome
 
 from ._backoff import Backoff
+from ._breaker import CircuitBreaker
 from ._deadline import deadline
-from ._events import Hook
+from ._events import CircuitState, Hook
 from ._retry import Retry, RetryBudget
 from ._tasks import map_all
 from ._validate import check_callable, check_count, check_seconds
@@ -70,6 +72,8 @@ RETRY_ERRORS: Final[tuple[type[httpx.TransportError], ...]] = (
 
 # Closing a response is shielded from cancellation, within this bound.
 _CLOSE_TIMEOUT: Final = 1.0
+# The repr lists the breakers' states up to this many hosts, then counts them.
+_REPR_HOSTS: Final = 8
 _DELAY_SECONDS: Final = re.compile(r"\d+(\.\d+)?")
 
 
@@ -94,12 +98,16 @@ context manager shared by every host, or a function ``host -> async context
 manager`` (returning ``None``: no limit for that host)."""
 
 BreakerArg: TypeAlias = (
-    Callable[[str], AbstractAsyncContextManager[Any] | None]
+    CircuitBreaker
+    | Callable[[str], AbstractAsyncContextManager[Any] | None]
     | Mapping[str, AbstractAsyncContextManager[Any]]
     | None
 )
-"""What ``breaker=`` accepts: a factory ``host -> breaker`` (called once per
-host; the breaker is kept) or a mapping ``{host: breaker}``."""
+"""What ``breaker=`` accepts: a :class:`~anyway.CircuitBreaker` used as a
+template (each host gets a breaker with its settings, see
+:meth:`~anyway.CircuitBreaker.derive`), a factory ``host -> breaker`` (called
+when a host has no breaker yet; the breaker is kept), or a mapping
+``{host: breaker}``."""
 
 
 def default_key(request: httpx.Request) -> str:
@@ -156,6 +164,50 @@ def _parse_http_date(value: str) -> datetime | None:
     if when.tzinfo is None:  # "-0000": UTC, without saying so
         when = when.replace(tzinfo=UTC)
     return when
+
+
+def _derive_per_host(
+    template: CircuitBreaker,
+) -> Callable[[str], AbstractAsyncContextManager[Any]]:
+    """The factory for ``breaker=template``: each host gets a breaker with the
+    template's settings, named ``"<template name>:<host>"`` (or just the host
+    when the template has no name)."""
+    prefix = template.name
+
+    def per_host(host: str) -> CircuitBreaker:
+        return template.derive(name=host if prefix is None else f"{prefix}:{host}")
+
+    return per_host
+
+
+class _Host:
+    """A host's breaker (``None``: the factory gave none), with the requests
+    going through it now and whether it was used since the last sweep."""
+
+    __slots__ = ("active", "breaker", "used")
+
+    def __init__(self, breaker: AbstractAsyncContextManager[Any] | None) -> None:
+        self.breaker = breaker
+        self.active = 0
+        self.used = True
+
+    def __repr__(self) -> str:
+        return f"<_Host breaker={self.breaker!r} active={self.active} used={self.used}>"
+
+    def forgettable(self) -> bool:
+        """Whether dropping this breaker loses nothing worth keeping: no request
+        in flight, and a closed circuit that counts no failure or that was not
+        used since the last sweep. An open or half-open circuit, or a breaker
+        that is not a :class:`~anyway.CircuitBreaker` (its state is unknown), is
+        kept."""
+        if self.active:
+            return False
+        breaker = self.breaker
+        if breaker is None:
+            return True
+        if not isinstance(breaker, CircuitBreaker) or breaker.state is not CircuitState.CLOSED:
+            return False
+        return not self.used or breaker.failure_count == 0
 
 
 class _StatusFailure(httpx.HTTPStatusError):
@@ -248,7 +300,7 @@ class ResilientTransport(httpx.AsyncBaseTransport):
 
         transport = anyway.httpx.ResilientTransport(
             limiter=anyway.KeyedRateLimiter(10, per=1.0),
-            breaker=lambda host: anyway.CircuitBreaker(name=host),
+            breaker=anyway.CircuitBreaker(failure_threshold=5),  # one per host
         )
         async with httpx.AsyncClient(transport=transport) as client:
             with anyway.deadline(5):
@@ -294,17 +346,33 @@ class ResilientTransport(httpx.AsyncBaseTransport):
         manager such as :class:`anyway.RateLimiter` (one budget shared by
         every host), or a function ``host -> async context manager or None``.
     *breaker*
-        A factory ``host -> breaker`` called the first time a host is seen
-        (``lambda host: CircuitBreaker(name=host)``; the breaker is kept), or
-        a mapping ``{host: breaker}`` (other hosts get none). A breaker
-        instance is refused: one failing host would cut off every other
-        (``breaker=lambda host: shared`` shares one on purpose). Transport
-        errors, and statuses of 500 and above that are in *retry_statuses*
-        (whatever the method), count as failures: the breaker sees an
+        A :class:`anyway.CircuitBreaker` used as a **template**: each host
+        gets its own breaker with the template's settings (thresholds,
+        window, *on*, ``recovery_time``, ``half_open_max_calls``, hooks,
+        store; see :meth:`~anyway.CircuitBreaker.derive`) named
+        ``"<template name>:<host>"``, or just ``"<host>"`` when the template
+        has no name; the template itself guards nothing. Or a factory
+        ``host -> breaker`` (``lambda host: CircuitBreaker(name=host)``;
+        returning ``None``: no breaker for that host), or a mapping
+        ``{host: breaker}`` (other hosts get none; ``breaker=lambda host:
+        shared`` shares one breaker on purpose). Transport errors, and
+        statuses of 500 and above that are in *retry_statuses* (whatever the
+        method), count as failures: the breaker sees an
         ``httpx.HTTPStatusError`` for those. While a host's circuit is open
         its requests fail at once with :class:`anyway.CircuitOpen`, which is
         not retried: when it opens between two attempts, it is raised with
         notes about the earlier attempts.
+    *max_breakers*
+        How many hosts' breakers (template or factory) are kept before
+        forgetting some (``None``: never): when a new host would go beyond
+        it, the breakers that remember nothing worth keeping are dropped
+        (no request in flight, circuit closed, and no failure counted or no
+        request since the previous sweep); an open or half-open circuit, or
+        a factory's object that is not a :class:`~anyway.CircuitBreaker`, is
+        never dropped. A dropped host gets a fresh breaker (the factory is
+        called again) on its next request. So a crawler's memory is bounded
+        by *max_breakers* plus the hosts whose circuit is open or recently
+        failing.
     *key*
         ``request -> str``, the host a request counts against (default
         :func:`default_key`: host, plus the port when it is not the default).
@@ -327,6 +395,7 @@ class ResilientTransport(httpx.AsyncBaseTransport):
         key: Callable[[httpx.Request], str] = default_key,
         budget: RetryBudget | None = None,
         hooks: Iterable[Hook] | Hook = (),
+        max_breakers: int | None = 1000,
     ) -> None:
         if transport is not None and not isinstance(transport, httpx.AsyncBaseTransport):
             raise TypeError(
@@ -344,17 +413,32 @@ class ResilientTransport(httpx.AsyncBaseTransport):
         )
         self._limiter = limiter
         self._limit_for = _limiter_resolver(limiter)
-        if breaker is not None and hasattr(breaker, "__aenter__"):
-            raise TypeError(
-                f"breaker must be a factory host -> breaker or a mapping {{host: breaker}}, got"
-                f" the breaker {breaker!r}: one breaker for every host would let one failing"
-                " host cut off all the others. Use breaker=lambda host: CircuitBreaker(...)"
-                " (or breaker=lambda host: shared_breaker to share one on purpose)"
-            )
-        if breaker is not None and not isinstance(breaker, Mapping):
-            check_callable("breaker", breaker)
         self._breaker_arg = breaker
-        self._breakers: dict[str, AbstractAsyncContextManager[Any] | None] = {}
+        self._breaker_map: Mapping[str, AbstractAsyncContextManager[Any]] | None = None
+        self._make_breaker: Callable[[str], AbstractAsyncContextManager[Any] | None] | None = None
+        if isinstance(breaker, CircuitBreaker):
+            self._make_breaker = _derive_per_host(breaker)
+        elif breaker is not None and hasattr(breaker, "__aenter__"):
+            raise TypeError(
+                f"breaker must be a CircuitBreaker (a template: each host gets one with its"
+                f" settings), a factory host -> breaker or a mapping {{host: breaker}}, got"
+                f" {breaker!r}: one breaker for every host would let one failing host cut"
+                " off all the others (breaker=lambda host: shared shares one on purpose)"
+            )
+        elif isinstance(breaker, Mapping):
+            self._breaker_map = breaker
+        elif breaker is not None:
+            self._make_breaker = check_callable("breaker", breaker)
+        self._hosts: dict[str, _Host] = {}
+        self._max_breakers = (
+            None
+            if max_breakers is None
+            else check_count(
+                "max_breakers", max_breakers, hint="; or max_breakers=None to keep every breaker"
+            )
+        )
+        # len(self._hosts) that triggers the next sweep (see _host)
+        self._sweep_at: float = math.inf if self._max_breakers is None else self._max_breakers
         self._key = check_callable("key", key)
         # Validates backoff, budget and hooks. No timeout of its own: deadlines
         # come from the caller (anyway.deadline, anyway.Budget...).
@@ -385,9 +469,9 @@ class ResilientTransport(httpx.AsyncBaseTransport):
     @property
     def breakers(self) -> dict[str, AbstractAsyncContextManager[Any]]:
         """The breakers in use, by host (a snapshot)."""
-        if isinstance(self._breaker_arg, Mapping):
-            return dict(self._breaker_arg)
-        return {host: b for host, b in self._breakers.items() if b is not None}
+        if self._breaker_map is not None:
+            return dict(self._breaker_map)
+        return {key: host.breaker for key, host in self._hosts.items() if host.breaker is not None}
 
     def __repr__(self) -> str:
         parts = [
@@ -405,7 +489,12 @@ class ResilientTransport(httpx.AsyncBaseTransport):
                 host: getattr(getattr(b, "state", None), "value", type(b).__name__)
                 for host, b in self.breakers.items()
             }
-            parts.append(f"breakers={states!r}")
+            if len(states) <= _REPR_HOSTS:
+                parts.append(f"breakers={states!r}")
+            else:  # a crawler's thousand hosts: counts by state
+                counts = collections.Counter(states.values())
+                by_state = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+                parts.append(f"breakers=<{len(states)} hosts: {by_state}>")
         parts.append(f"transport={self._transport!r}")
         return f"<ResilientTransport {' '.join(parts)}>"
 
@@ -436,23 +525,38 @@ class ResilientTransport(httpx.AsyncBaseTransport):
             return True  # the backoff's turn
         return min(wait, self._max_retry_after)
 
-    def _breaker_for(self, key: str) -> AbstractAsyncContextManager[Any] | None:
-        arg = self._breaker_arg
-        if isinstance(arg, Mapping):
-            return arg.get(key)
-        try:
-            return self._breakers[key]
-        except KeyError:
-            pass
-        assert arg is not None
-        breaker = arg(key)
+    def _host(self, key: str) -> _Host:
+        """*key*'s breaker, made (factory or template) the first time it is
+        needed; a new host may first sweep the forgettable ones away."""
+        hosts = self._hosts
+        host = hosts.get(key)
+        if host is not None:
+            return host
+        if len(hosts) >= self._sweep_at:
+            self._sweep()
+        assert self._make_breaker is not None
+        breaker = self._make_breaker(key)
         if breaker is not None and not hasattr(breaker, "__aenter__"):
             raise TypeError(
                 f"the breaker factory returned {breaker!r} for {key!r}; it must return an"
                 " async context manager such as anyway.CircuitBreaker (or None)"
             )
-        self._breakers[key] = breaker
-        return breaker
+        host = hosts[key] = _Host(breaker)
+        return host
+
+    def _sweep(self) -> None:
+        """Drop the breakers that remember nothing worth keeping (see
+        ``max_breakers``). Those kept may exceed the bound: the next sweep
+        waits until there are twice as many, so sweeping stays amortized O(1)
+        per new host."""
+        hosts = self._hosts
+        for key, host in list(hosts.items()):
+            if host.forgettable():
+                del hosts[key]
+            else:
+                host.used = False
+        assert self._max_breakers is not None
+        self._sweep_at = max(self._max_breakers, 2 * len(hosts))
 
     async def _send_once(self, request: httpx.Request) -> httpx.Response:
         """One attempt: breaker, then limiter, then the wrapped transport."""
@@ -460,9 +564,21 @@ class ResilientTransport(httpx.AsyncBaseTransport):
             return await self._transport.handle_async_request(request)
         key = self._key(request)
         limit = self._limit_for(key) if self._limit_for is not None else None
-        breaker = self._breaker_for(key) if self._breaker_arg is not None else None
-        if breaker is None and limit is None:
-            return await self._transport.handle_async_request(request)
+        host: _Host | None = None
+        if self._make_breaker is not None:
+            host = self._host(key)
+            breaker = host.breaker
+        elif self._breaker_map is not None:
+            breaker = self._breaker_map.get(key)
+        else:
+            breaker = None
+        if breaker is None:
+            if limit is None:
+                return await self._transport.handle_async_request(request)
+        elif host is not None:
+            # In flight: a sweep leaves this host's breaker alone.
+            host.used = True
+            host.active += 1
         response: httpx.Response | None = None
         try:
             async with breaker if breaker is not None else nullcontext():
@@ -489,6 +605,9 @@ class ResilientTransport(httpx.AsyncBaseTransport):
                 with anyio.move_on_after(_CLOSE_TIMEOUT, shield=True):
                     await response.aclose()
             raise
+        finally:
+            if host is not None and breaker is not None:
+                host.active -= 1
         return response
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
