@@ -14,7 +14,9 @@ import pytest
 from anyway import _demo
 from anyway._events import global_hooks, log_event
 
-BACKENDS = ["asyncio", "trio"]
+# Trio is optional: the tests_without_trio session runs this file without it.
+HAVE_TRIO = importlib.util.find_spec("trio") is not None
+BACKENDS = ["asyncio", "trio"] if HAVE_TRIO else ["asyncio"]
 if importlib.util.find_spec("uvloop") is not None:
     BACKENDS.append("uvloop")
 
@@ -94,7 +96,7 @@ def test_demo_prints_the_partial_failure_report(backend: str) -> None:
 
 
 def test_fewer_endpoints() -> None:
-    status, text = run("--endpoints", "3", "--backend", "trio")
+    status, text = run("--endpoints", "3", "--backend", "trio" if HAVE_TRIO else "asyncio")
     assert status == 0
     assert list(rows(text)) == ["news/fast/1", "stocks/flaky/2", "sports/limited/3"]
     assert "summary: 3 ok, 0 failed; 9 articles in " in text
@@ -140,7 +142,11 @@ def test_missing_dependency_is_explained(
 
 def test_runs_as_a_program() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "anyway", "demo", "--endpoints", "4", "--backend", "trio"],
+        [
+            sys.executable,
+            *("-m", "anyway", "demo", "--endpoints", "4"),
+            *("--backend", "trio" if HAVE_TRIO else "asyncio"),
+        ],
         capture_output=True,
         text=True,
         timeout=60,
