@@ -42,6 +42,8 @@ def _breaker_and_composition() -> None:
     breaker = anyway.CircuitBreaker(name="db")
     assert_type(breaker.state, anyway.CircuitState)
     assert_type(breaker.retry_after, float | None)
+    assert_type(breaker.derive(name="db:replica"), anyway.CircuitBreaker)
+    breaker.reset()  # called without await on the in-memory store: fine
 
     @breaker
     async def guarded(x: int, *, y: str = "") -> int:
