@@ -400,6 +400,12 @@ async def test_async_with_is_a_checkpoint() -> None:
 # --- KeyedRateLimiter --------------------------------------------------------------
 
 
+def tracked(limiter: KeyedRateLimiter) -> int:
+    """The keys held, without the sweep that ``len()`` does first: what the
+    operations alone leave behind."""
+    return len(limiter._buckets)
+
+
 async def test_keys_are_independent(clock: Any) -> None:
     limiter = KeyedRateLimiter(1, burst=2)
     t0 = clock.now()
@@ -424,7 +430,7 @@ async def test_flood_of_keys_keeps_memory_bounded(clock: Any) -> None:
     for batch in range(100):
         for i in range(100):
             assert limiter.try_acquire((batch, i), 2)
-        sizes.append(len(limiter))
+        sizes.append(tracked(limiter))
         await anyio.sleep(0.05)
     assert max(sizes) <= 500
     if clock.virtual:
@@ -432,7 +438,7 @@ async def test_flood_of_keys_keeps_memory_bounded(clock: Any) -> None:
     await anyio.sleep(1)
     for _ in range(125):  # each operation sweeps a few recovered keys
         limiter.try_acquire("late")
-    assert len(limiter) == 1
+    assert tracked(limiter) == 1
 
 
 async def test_limited_key_is_never_reset_by_a_flood(clock: Any) -> None:
@@ -447,7 +453,7 @@ async def test_limited_key_is_never_reset_by_a_flood(clock: Any) -> None:
     for batch in range(10):  # up to 4.5 s
         for i in range(100):
             assert limiter.try_acquire((batch, i))
-        sizes.append(len(limiter))
+        sizes.append(tracked(limiter))
         if clock.now() - t0 < 2.5:
             assert not limiter.try_acquire("hot", 3)
         await anyio.sleep(0.5)
@@ -484,6 +490,66 @@ async def test_recovered_key_is_dropped_and_comes_back_fresh(clock: Any) -> None
     assert limiter.try_acquire("c")
     assert len(limiter) == 2  # "a" dropped
     assert limiter.try_acquire("a", 4)  # a fresh key: a whole burst
+
+
+async def test_len_drops_recovered_keys_without_another_acquire(clock: Any) -> None:
+    limiter = KeyedRateLimiter(1, burst=2)  # a key recovers 2 s after its last grant
+    for key in range(100):
+        await limiter.acquire(key)
+    assert len(limiter) == 100
+    await anyio.sleep(100)
+    assert tracked(limiter) == 100  # nothing has swept them yet
+    assert len(limiter) == 0  # len() does, at once
+    assert "keys=0" in repr(limiter)
+    assert limiter.try_acquire(0, 2)  # a fresh key: a whole burst
+
+
+async def test_len_keeps_keys_still_limited(clock: Any) -> None:
+    limiter = KeyedRateLimiter(1, burst=3)
+    t0 = clock.now()
+    for key in range(50):
+        assert limiter.try_acquire(key)  # recovered 1 s later
+    await anyio.sleep(0.5)
+    assert limiter.try_acquire("hot", 3)  # recovered 3 s after its grant, at 3.5
+    await anyio.sleep(1.5)  # at 2: the 50 keys recovered, "hot" half-way
+    assert len(limiter) == 1
+    assert not limiter.try_acquire("hot", 2)  # not reset
+    assert limiter.wait_time("hot", 3) == clock.approx(1.5)
+    await anyio.sleep(1.5)  # at 3.5, exactly recovered
+    assert clock.now() - t0 == clock.approx(3.5)
+    if clock.virtual:
+        assert len(limiter) == 1  # kept at the boundary, as the operations do
+    await anyio.sleep(1)
+    assert len(limiter) == 0
+
+
+async def test_len_never_drops_a_key_with_waiters(clock: Any) -> None:
+    limiter = KeyedRateLimiter(1, burst=3)  # one unit per second per key
+    rec = Recorder(limiter, clock)
+    await limiter.acquire("a", 3)  # "a" in front, limited until 3
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(rec.acquire, "w", 0.0, 3, "a")  # 3 more units for "a": at 3
+        await anyio.sleep(0.5)
+        for key in ("b", "c"):
+            await limiter.acquire(key)  # recovered at 1.5
+        await anyio.sleep(2)  # at 2.5: "b" and "c" recovered; "a" has a waiter
+        assert len(limiter) == 1
+        assert limiter.waiting == 1
+    assert rec.times() == {"w": clock.approx(3)}
+    assert len(limiter) == 1  # "a", limited again until 6
+
+
+def test_len_outside_an_event_loop_is_the_count_as_it_stands() -> None:
+    limiter = KeyedRateLimiter(1)
+
+    async def use() -> None:
+        for key in range(3):
+            assert limiter.try_acquire(key)
+
+    assert len(limiter) == 0
+    anyio.run(use)
+    assert len(limiter) == 3  # no loop, no clock: nothing swept
+    assert KeyedRateLimiter(1)  # a limiter is true even with no keys tracked
 
 
 # --- bad input ---------------------------------------------------------------------

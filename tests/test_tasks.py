@@ -17,6 +17,8 @@ from hypothesis import strategies as st
 from outcome import Error, Value
 
 import anyway
+import anyway._tasks
+from anyway._tasks import UNSIZED_WINDOW
 from anyway.testing._pytest_plugin import Clock
 
 pytestmark = pytest.mark.anyio
@@ -975,3 +977,105 @@ async def test_map_typed_results_are_plain_values() -> None:
 
     fn: Callable[[int], Awaitable[int]] = double
     assert await anyway.map_all(fn, range(4), max_at_once=2) == [0, 2, 4, 6]
+
+
+# --- map(max_at_once=None) over items of unknown length: a bounded read-ahead ----------------
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+async def test_map_unbounded_over_itertools_count_returns_promptly(
+    clock: Clock, ordered: bool
+) -> None:
+    counter = itertools.count()
+    running = peak = 0
+
+    async def fn(item: int) -> int:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        try:
+            await anyio.sleep(1)
+        finally:
+            running -= 1
+        return item
+
+    got: list[int] = []
+    t0 = clock.now()
+    async with anyway.map(fn, counter, ordered=ordered) as results:
+        async for r in results:
+            got.append(r)
+            if len(got) == 3:
+                break
+    assert clock.now() - t0 == clock.approx(1)  # the clock could advance: no busy pulling
+    if ordered:
+        assert got == [0, 1, 2]
+    pulled = next(counter)  # the items taken so far
+    assert pulled <= UNSIZED_WINDOW + 3  # bounded: a window ahead of the consumer
+    assert peak <= UNSIZED_WINDOW
+    if clock.virtual:  # on real time the first calls may end before the window fills
+        assert pulled >= UNSIZED_WINDOW
+        assert peak == UNSIZED_WINDOW
+    assert running == 0
+
+
+async def test_map_unbounded_window_refills_as_results_are_yielded(
+    clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(anyway._tasks, "UNSIZED_WINDOW", 4)
+    pulled: list[int] = []
+    work = Worker(dict.fromkeys(range(100), 1))
+    got: list[int] = []
+    t0 = clock.now()
+    async with anyway.map(work, counting(itertools.count(), pulled)) as results:
+        assert "max_at_once=unbounded window=4 " in repr(results)
+        async for r in results:
+            got.append(r)
+            if len(got) == 10:
+                break
+    assert got == [i * 10 for i in range(10)]
+    assert work.peak == 4
+    # rounds of 1 s: items 0-3 from 0, 4-7 from 1, 8-11 from 2
+    assert clock.now() - t0 == clock.approx(3)
+    assert 10 <= len(pulled) <= 10 + 4
+    starts = {w: t for w, t in work.log.entries if w.startswith("start")}
+    assert [starts[f"start {i}"] for i in range(10)] == [clock.approx(i // 4) for i in range(10)]
+
+
+async def test_map_unbounded_endless_async_iterable_is_bounded(
+    clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(anyway._tasks, "UNSIZED_WINDOW", 4)
+    pulled: list[int] = []
+
+    async def source() -> AsyncIterator[int]:
+        for item in itertools.count():  # items are ready at once
+            pulled.append(item)
+            yield item
+
+    work = Worker(dict.fromkeys(range(100), 2))
+    t0 = clock.now()
+    async with anyway.map(work, source(), ordered=False) as results:
+        first = await anext(aiter(results))
+    assert first in {0, 10, 20, 30}
+    assert clock.now() - t0 == clock.approx(2)
+    assert 4 <= len(pulled) <= 5
+    assert work.peak == 4
+    assert work.running == 0
+
+
+async def test_map_unbounded_sized_items_all_start_at_once(
+    clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(anyway._tasks, "UNSIZED_WINDOW", 4)
+    work = Worker(dict.fromkeys(range(10), 0.5))
+    t0 = clock.now()
+    assert await anyway.map_all(work, list(range(10))) == [i * 10 for i in range(10)]
+    assert work.peak == 10  # len() is known: no window, no limit
+    assert "max_at_once=unbounded pulled" in repr(anyway.map(work, [1]))
+    assert "max_at_once=3 pulled" in repr(anyway.map(work, iter([1]), max_at_once=3))
+    assert clock.now() - t0 == clock.approx(0.5)
+    work = Worker(dict.fromkeys(range(10), 0.5))
+    t0 = clock.now()
+    assert await anyway.map_all(work, iter(range(10))) == [i * 10 for i in range(10)]
+    assert work.peak == 4  # an iterator has no len(): the window applies
+    assert clock.now() - t0 == clock.approx(1.5)  # three rounds

@@ -454,7 +454,7 @@ class KeyedRateLimiter(_Gcra):
     after its last grant: a flood of distinct keys cannot grow memory without
     bound, and a key that is still limited is never reset (no LRU eviction).
     Keys with waiters are never dropped. ``len(limiter)`` is the number of
-    keys tracked.
+    keys still being limited (see :meth:`__len__`).
     """
 
     __slots__ = ("_buckets", "_sweep_after")
@@ -480,11 +480,34 @@ class KeyedRateLimiter(_Gcra):
         )
 
     def __len__(self) -> int:
-        """The number of keys tracked (still limited, or not yet swept)."""
-        return len(self._buckets)
+        """The number of keys tracked: those still being limited.
 
-    def _sweep(self, now: float, keep: _Bucket | None) -> None:
-        """Drop up to a few recovered keys from the front (the oldest grants).
+        Called in an event loop (where :func:`anyio.current_time` works), it
+        first runs the sweep that operations run, without their limit on how
+        many keys it looks at: the recovered keys are dropped even if nothing
+        was acquired since, so a key counts at most ``burst * per / rate``
+        seconds after its last grant (as for memory). The sweep stops at the
+        first key that may still be limited and drops each key once, so it
+        costs amortized O(1) per key. Outside an event loop (another thread,
+        no loop running) nothing is swept: the count as of the last operation.
+        """
+        buckets = self._buckets
+        if buckets:
+            try:
+                now = current_time()
+            except RuntimeError:  # no event loop here: the count as it stands
+                return len(buckets)
+            if now >= self._sweep_after:
+                self._sweep(now, None, len(buckets))
+        return len(buckets)
+
+    def __bool__(self) -> bool:
+        """Always true: a limiter with no keys tracked still limits
+        (``if limiter:`` must not depend on ``len()``)."""
+        return True
+
+    def _sweep(self, now: float, keep: _Bucket | None, most: int = _SWEEP) -> None:
+        """Drop up to *most* recovered keys from the front (the oldest grants).
 
         A key granted at time ``g`` is fully recovered by ``g + burst * T``,
         and every key in front of it was granted earlier, so stopping at the
@@ -493,7 +516,7 @@ class KeyedRateLimiter(_Gcra):
         the back: they are never dropped; so does *keep*, about to be used.
         """
         buckets = self._buckets
-        for _ in range(_SWEEP):
+        for _ in range(most):
             if not buckets:
                 return
             key = next(iter(buckets))

@@ -983,15 +983,9 @@ class Retry:
                 with attempt:
                     ...
 
-        See :func:`retrying`. ``retry_if_result`` cannot apply to a block (it
-        has no result): a policy that has one raises ``TypeError``.
+        See :func:`retrying`; with ``retry_if_result``, the block reports its
+        result with :meth:`Attempt.set_result`.
         """
-        if self._result_check is not None:
-            raise TypeError(
-                "retry_if_result cannot apply to a retrying() block, which has no result;"
-                " raise an exception in the block to retry it, or use the decorator /"
-                " Retry.call"
-            )
         return _Attempts(self, name or self._name or "retrying")
 
 
@@ -1003,19 +997,30 @@ _FAILED: Final = 2
 _DONE: Final = 3
 
 
+#: The result of an attempt whose block reported none.
+_NO_RESULT: Final = object()
+
+
 class Attempt:
     """One attempt of a :func:`retrying` loop; use it as ``with attempt:``.
 
     A retryable error raised in the block is swallowed and the loop goes on
     (after the backoff); success ends the loop; any other error propagates.
+
+    With ``retry_if_result``, the block reports its result with
+    :meth:`set_result` (or ``attempt.result = value``); leaving the block
+    without an error then hands the result to the predicate, and a rejected
+    result is retried like a retryable error. A block that reports no result
+    is not judged: leaving it without an error ends the loop.
     """
 
-    __slots__ = ("_next_wait", "_num", "_owner")
+    __slots__ = ("_next_wait", "_num", "_owner", "_result")
 
     def __init__(self, num: int, owner: _Attempts) -> None:
         self._num = num
         self._owner = owner
         self._next_wait: float | None = None
+        self._result: object = _NO_RESULT
 
     @property
     def num(self) -> int:
@@ -1032,8 +1037,53 @@ class Attempt:
             self._next_wait = self._owner._run.peek_backoff()
         return self._next_wait
 
+    def set_result(self, value: T, /) -> T:
+        """Report the block's result and return it, for ``retry_if_result``::
+
+            async for attempt in anyway.retrying(
+                on=httpx.TransportError, retry_if_result=lambda r: r.status_code == 503
+            ):
+                with attempt:
+                    response = attempt.set_result(await client.get(url))
+
+        Call it inside ``with attempt:`` (a later call would not be judged, so
+        it raises ``RuntimeError``); a second call replaces the result. When
+        the block leaves without an error, ``retry_if_result`` judges the
+        result: a rejected one is retried (same waits, events and limits as
+        :func:`retry`); when retrying stops with a rejected result, the loop
+        ends (no error) and :attr:`result` still holds it. Without
+        ``retry_if_result`` the result is only kept in :attr:`result`.
+        """
+        owner = self._owner
+        if self is not owner._current or owner._state != _RUNNING:
+            raise RuntimeError(
+                f"set_result() reports the result of the running attempt, but attempt"
+                f" {self._num} is over: call it inside 'with attempt:'"
+            )
+        self._result = value
+        return value
+
+    @property
+    def result(self) -> Any:
+        """The result this attempt reported with :meth:`set_result` (after the
+        loop: the last attempt's result, accepted or, when retrying stopped,
+        rejected). ``AttributeError`` if it reported none. Setting it is the
+        same as calling :meth:`set_result`."""
+        result = self._result
+        if result is _NO_RESULT:
+            raise AttributeError(
+                f"attempt {self._num} reported no result: call attempt.set_result(value)"
+                " inside 'with attempt:'"
+            )
+        return result
+
+    @result.setter
+    def result(self, value: object) -> None:
+        self.set_result(value)
+
     def __repr__(self) -> str:
-        return f"<Attempt num={self._num} next_wait={_secs(self.next_wait)}>"
+        shown = "" if self._result is _NO_RESULT else f" result={_short_repr(self._result, 60)}"
+        return f"<Attempt num={self._num} next_wait={_secs(self.next_wait)}{shown}>"
 
     def __enter__(self) -> Attempt:
         return self
@@ -1084,14 +1134,19 @@ class _Attempts(AsyncIterator[Attempt]):
             )
         else:
             error = self._error
-            assert error is not None
             self._error = None
+            attempt = self._current
+            assert attempt is not None
+            # No error: retry_if_result rejected the result the attempt reported.
+            rejected = attempt._result if error is None else None
             delay, reason = run.plan(self._verdict)
             if reason is not None:
                 self._state = _DONE
-                await run.give_up(reason, error, None)
+                await run.give_up(reason, error, rejected)
+                if error is None:
+                    raise StopAsyncIteration  # the rejected result stays on the attempt
                 raise error
-            await run.wait(delay, error, None)
+            await run.wait(delay, error, rejected)
         attempt = self._current = Attempt(run.attempts, self)
         self._state = _RUNNING
         return attempt
@@ -1101,6 +1156,13 @@ class _Attempts(AsyncIterator[Attempt]):
             return False  # a stale attempt: leave its exception alone
         self._state = _DONE
         if exc is None:
+            result = attempt._result
+            if result is not _NO_RESULT and self._policy._result_check is not None:
+                verdict = self._policy._result_verdict(result)
+                if verdict is not False:
+                    self._verdict = verdict
+                    self._state = _FAILED  # rejected: __anext__ retries or gives up
+                    return False
             self._run.previous = None  # free the last error now, not at the next GC
             return False
         verdict = self._policy._verdict(exc)
@@ -1151,15 +1213,18 @@ def retry(
         Seconds that retrying may take, counted from the first failure (the
         success path reads no clock). A wait that would end at or after it is
         not started: the last error is re-raised at once. ``None``: no limit.
-        For a hard limit on the whole call, wrap it in a deadline
-        (:func:`anyio.fail_after`), which retry respects as well.
+        A call that keeps failing thus takes at most its first attempt, plus
+        *timeout*, plus its last attempt. For a hard limit on the whole call,
+        first attempt included, wrap it in a deadline
+        (:func:`anyway.deadline`), which retry respects as well.
     *backoff*
         The waits (:class:`Backoff`; default: full jitter from 0.1 s, capped
         at 10 s).
     *retry_if_result*
         A predicate ``result -> bool | float`` to retry on results too (e.g.
         an HTTP 503 response). When the last result is rejected and retrying
-        stops, that result is returned.
+        stops, that result is returned. A :func:`retrying` block reports its
+        result with :meth:`Attempt.set_result`.
     *hooks*
         Hooks (sync or async) that receive :class:`~anyway.RetryScheduled`
         before each wait and :class:`~anyway.RetryGaveUp` when retrying stops
@@ -1173,7 +1238,8 @@ def retry(
     attempts left, a wait that would cross *timeout* or the caller's
     effective deadline (:func:`anyio.current_effective_deadline`), or an
     exhausted budget. The last error is then re-raised as itself with a
-    note ``gave up after N attempts in X s: <why>`` and a note listing the
+    note ``gave up after N attempts in X s: <why>`` (``X``: the seconds
+    since the first attempt failed) and a note listing the
     earlier attempts' errors; the previous error is also its
     ``__context__`` when that was free.
     """
@@ -1195,6 +1261,7 @@ def retrying(
     attempts: int | None = 10,
     timeout: float | None = 45.0,
     backoff: Backoff = _DEFAULT_BACKOFF,
+    retry_if_result: ResultCheck | None = None,
     hooks: Iterable[Hook] | Hook = (),
     budget: RetryBudget | None = None,
     name: str | None = None,
@@ -1210,12 +1277,25 @@ def retrying(
     iteration waits for the backoff; success ends the loop; when retrying
     stops, the last error is raised from the ``async for`` line with the
     same notes as :func:`retry`. Other errors propagate from the block.
+
+    With *retry_if_result*, the block reports its result with
+    :meth:`Attempt.set_result`; a rejected result is retried like an error.
+    When retrying stops on a rejected result the loop just ends, and the
+    last attempt's :attr:`Attempt.result` holds it::
+
+        async for attempt in anyway.retrying(
+            on=httpx.TransportError, retry_if_result=lambda r: r.status_code == 503
+        ):
+            with attempt:
+                attempt.set_result(await client.get(url))
+        response = attempt.result
     """
     return Retry(
         on=on,
         attempts=attempts,
         timeout=timeout,
         backoff=backoff,
+        retry_if_result=retry_if_result,
         hooks=hooks,
         budget=budget,
         name=name,

@@ -23,7 +23,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, I
 from contextlib import AbstractAsyncContextManager
 from inspect import isasyncgen
 from types import TracebackType
-from typing import Any, Generic, Literal, NoReturn, TypeVar, TypeVarTuple, Unpack, overload
+from typing import Any, Final, Generic, Literal, NoReturn, TypeVar, TypeVarTuple, Unpack, overload
 
 from anyio import (
     CancelScope,
@@ -49,6 +49,12 @@ R = TypeVar("R")
 _CLOSE_SECONDS = 5.0
 # map(max_at_once=None) lets the calls run after this many pulls.
 _PULLS_PER_CHECKPOINT = 16
+#: How far ahead of the consumer ``map(max_at_once=None)`` reads items it
+#: cannot count: at most this many calls started and not yet yielded when
+#: *items* has no ``__len__`` (a generator, an async iterable,
+#: ``itertools.count()``...), so that an endless iterable uses bounded memory.
+#: Items with a ``__len__`` all start at once.
+UNSIZED_WINDOW: Final = 1024
 Ts = TypeVarTuple("Ts")
 
 
@@ -334,6 +340,7 @@ class _Map(Generic[T, R]):
         "_task_name",
         "_tg",
         "_waiter",
+        "_window",
     )
 
     def __init__(
@@ -349,6 +356,11 @@ class _Map(Generic[T, R]):
         self._items = items
         self._async_items = hasattr(type(items), "__aiter__")
         self._limit = max_at_once
+        # The most calls started and not yet yielded: max_at_once, else (no
+        # limit) a bounded read-ahead for items of unknown length.
+        self._window = max_at_once
+        if max_at_once is None and not hasattr(type(items), "__len__"):
+            self._window = UNSIZED_WINDOW
         self._limiter = limiter
         self._ordered = ordered
         self._outcomes = return_exceptions
@@ -367,7 +379,9 @@ class _Map(Generic[T, R]):
         self._slot_waiter: Event | None = None  # the feeder, waiting for a free slot
 
     def __repr__(self) -> str:
-        limit = "unbounded" if self._limit is None else self._limit
+        limit: object = self._limit
+        if limit is None:
+            limit = "unbounded" if self._window is None else f"unbounded window={self._window}"
         return (
             f"<anyway.map fn={_name(self._fn)} {self._state} max_at_once={limit}"
             f" pulled={self._pulled} in_flight={self._in_flight}"
@@ -459,7 +473,8 @@ class _Map(Generic[T, R]):
 
     async def _feed(self) -> None:
         """Pull items and start calls (async items, or max_at_once=None)."""
-        limit = self._limit
+        limit = self._window
+        lazy = self._limit is None  # no window of the user's: let the calls run now and then
         aiterator: AsyncIterator[T] | None = None
         iterator: Iterator[T] | None = None
         if self._async_items:
@@ -485,7 +500,7 @@ class _Map(Generic[T, R]):
                     exc.add_note(f"anyway.map: raised while taking item #{self._pulled} from items")
                     raise
                 self._start(item)
-                if limit is None and not self._pulled % _PULLS_PER_CHECKPOINT:
+                if lazy and not self._pulled % _PULLS_PER_CHECKPOINT:
                     await checkpoint()  # lazy: let the calls run between pulls
         finally:
             if isasyncgen(aiterator):
@@ -663,10 +678,12 @@ def map(
     input order and a finished result waits in a reorder buffer of at most
     *max_at_once* entries for its predecessors (item ``k + max_at_once`` is
     not started before item ``k`` is yielded); with ``ordered=False`` they
-    come in completion order. ``max_at_once=None`` lifts the limit: items
-    are still pulled as the calls run (a few at a time, letting the calls
-    and the consumer run in between), but nothing bounds how many calls (and
-    results) are in memory, so an endless iterable grows without bound.
+    come in completion order. ``max_at_once=None`` lifts the concurrency
+    limit: items with a ``len()`` may all start at once; items of unknown
+    length (an iterator, a generator, an async iterable) are still read at
+    most ``UNSIZED_WINDOW`` (1024) calls ahead of the consumer, so an endless
+    iterable keeps memory bounded. Items are pulled as the calls run (a few
+    at a time, letting the calls and the consumer run in between).
 
     *limiter* is any async context manager (an :class:`anyio.CapacityLimiter`,
     an :class:`anyio.Semaphore`, a rate limiter...) entered around each call.
