@@ -365,3 +365,36 @@ def test_virtual_time_far_from_zero_keeps_moving(backend: str) -> None:
 
     ticks = anyio.run(main, backend=backend, backend_options=virtual_time_options(backend))
     assert 50 <= ticks <= 101
+
+
+@pytest.mark.skipif(not HAVE_TRIO, reason="the trio-only leg of the no-trio session")
+def test_trio_thread_tracking_only_under_our_clock() -> None:
+    import trio
+    import trio.testing
+
+    from anyway.testing._trio import current_virtual_clock
+
+    assert current_virtual_clock() is None  # outside Trio
+
+    async def plain() -> object:
+        # threads under somebody else's clock (or the default one) are not tracked
+        await anyio.to_thread.run_sync(time.sleep, 0)
+        return current_virtual_clock()
+
+    assert trio.run(plain) is None
+    assert trio.run(plain, clock=trio.testing.MockClock()) is None
+
+
+@pytest.mark.parametrize("backend", VIRTUAL)
+def test_concurrent_threads_hold_the_clock_until_the_last_is_done(backend: str) -> None:
+    async def main() -> tuple[bool, float]:
+        with anyio.move_on_after(1) as scope:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(anyio.to_thread.run_sync, time.sleep, 0.01)
+                tg.start_soon(anyio.to_thread.run_sync, time.sleep, 0.03)
+        await anyio.sleep(2)  # and the clock moves again afterwards
+        return scope.cancelled_caught, anyio.current_time()
+
+    cancelled, now = anyio.run(main, backend=backend, backend_options=virtual_time_options(backend))
+    assert not cancelled
+    assert 2 <= now < 3
