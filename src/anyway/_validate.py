@@ -6,9 +6,24 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Callable
-from typing import Any
+from contextlib import AbstractAsyncContextManager
+from typing import Any, TypeAlias
 
-__all__ = ["check_callable", "check_count", "check_number", "check_seconds"]
+__all__ = [
+    "ExceptionFilter",
+    "check_async_cm",
+    "check_callable",
+    "check_count",
+    "check_exception_filter",
+    "check_number",
+    "check_seconds",
+]
+
+ExceptionFilter: TypeAlias = (
+    type[BaseException] | tuple[type[BaseException], ...] | Callable[[BaseException], Any]
+)
+"""What ``on=`` accepts everywhere (retry, breaker): an exception type, a
+tuple of them, or a predicate taking the exception."""
 
 
 def check_number(
@@ -76,3 +91,61 @@ def check_callable(name: str, fn: object, *, want_async: bool = False) -> Callab
     if want_async and inspect.isclass(fn):
         raise TypeError(f"{name} must be an async function, got the class {fn!r}")
     return fn
+
+
+def check_exception_filter(
+    name: str, on: object
+) -> tuple[tuple[type[BaseException], ...], Callable[[BaseException], Any] | None]:
+    """Split an ``on=`` filter into exception types, or a sync predicate.
+
+    Cancellation, ``KeyboardInterrupt``, ``SystemExit`` and ``GeneratorExit``
+    never match whatever the filter says (see ``_util.is_control_flow``): the
+    policies check that first.
+    """
+    fix = (
+        f"{name} must be an exception type ({name}=OSError), a tuple of them"
+        f" ({name}=(OSError, TimeoutError)) or a predicate taking the exception"
+    )
+    if isinstance(on, type):
+        if issubclass(on, BaseException):
+            return (on,), None
+        raise TypeError(f"{fix}; got the class {on.__qualname__}, which is not an exception")
+    if isinstance(on, tuple):
+        if not on:
+            raise ValueError(f"{fix}; got {name}=(), which matches nothing")
+        for item in on:
+            if not (isinstance(item, type) and issubclass(item, BaseException)):
+                raise TypeError(
+                    f"{fix}; got {item!r} in {name}={on!r}, which is not an exception type"
+                )
+        return on, None
+    if isinstance(on, BaseException):
+        raise TypeError(
+            f"{fix}; got the exception instance {on!r}: pass the class {type(on).__qualname__}"
+        )
+    if isinstance(on, (list, set, frozenset)):
+        raise TypeError(f"{fix}; got a {type(on).__name__} {on!r}: use a tuple")
+    predicate = check_callable(name, on)
+    if inspect.iscoroutinefunction(predicate):
+        raise TypeError(
+            f"{fix}; a predicate must be a plain (sync) function, got the async function {predicate!r}"
+        )
+    return (), predicate
+
+
+def check_async_cm(name: str, value: object, example: str) -> AbstractAsyncContextManager[Any]:
+    """*value* must be an async context manager instance (e.g. a limiter)."""
+    if isinstance(value, type):
+        raise TypeError(
+            f"{name} must be an instance, got the class {value.__qualname__}; e.g. {name}={example}"
+        )
+    if not (
+        callable(getattr(value, "__aenter__", None)) and callable(getattr(value, "__aexit__", None))
+    ):
+        hint = ""
+        if callable(getattr(value, "limit", None)):
+            hint = " (a KeyedRateLimiter needs a key: use limiter.limit(key) inside the function)"
+        raise TypeError(
+            f"{name} must be an async context manager such as {example}, got {value!r}{hint}"
+        )
+    return value  # type: ignore[return-value]

@@ -141,10 +141,16 @@ def is_virtual(backend: object) -> bool:
         return False
     name, options = backend
     if name == "trio":
-        from ._trio import is_virtual_clock
+        from ._trio import is_mock_clock
 
-        return is_virtual_clock(options.get("clock"))
-    return getattr(options.get("loop_factory"), "_anyway_kind", None) == "virtual"
+        return is_mock_clock(options.get("clock"))
+    return getattr(options.get("loop_factory"), "_anyway_kind", None) in ("virtual", "foreign")
+
+
+def _is_ours(backend: tuple[str, dict[str, Any]]) -> bool:
+    from ._trio import is_virtual_clock
+
+    return is_virtual_clock(backend[1].get("clock"))
 
 
 def fresh_backend(request: Any) -> Backend | str:
@@ -159,6 +165,13 @@ def fresh_backend(request: Any) -> Backend | str:
         return param  # type: ignore[no-any-return]
     name, options = param
     real = request.node.get_closest_marker("real_time") is not None
+    if name == "trio" and is_virtual(param) and not _is_ours(param):
+        # somebody else's MockClock (a foreign clock): a fresh one, same settings
+        from ._trio import fresh_mock_clock
+
+        return (name, {**options, "clock": fresh_mock_clock(options["clock"])})
+    if getattr(options.get("loop_factory"), "_anyway_kind", None) == "foreign":
+        return (name, dict(options))  # a foreign loop factory makes a fresh loop per run
     if is_virtual(param):
         return (name, {}) if real else (name, virtual_time_options(name))
     if real and name == "asyncio" and "loop_factory" in options:

@@ -61,6 +61,16 @@ def is_virtual_clock(clock: object) -> bool:
     return isinstance(clock, trio.testing.MockClock) and clock in _trackers
 
 
+def is_mock_clock(clock: object) -> bool:
+    """Any ``MockClock``, ours or a plain one: virtual time either way."""
+    return isinstance(clock, trio.testing.MockClock)
+
+
+def fresh_mock_clock(clock: trio.testing.MockClock) -> trio.testing.MockClock:
+    """A new plain ``MockClock`` with the same autojump threshold, at time 0."""
+    return trio.testing.MockClock(autojump_threshold=clock.autojump_threshold)
+
+
 def current_virtual_clock() -> TrioThreadTracker | None:
     """The tracker of the running Trio clock if it is one of ours, else ``None``."""
     try:
