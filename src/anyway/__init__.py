@@ -66,6 +66,9 @@ from ._breaker import TimeWindow as TimeWindow
 from ._compose import NO_FALLBACK as NO_FALLBACK
 from ._compose import resilient as resilient
 
+# the seeds' remaining patterns
+from ._periodic import periodic as periodic
+
 __version__ = "0.1.0.dev0"
 
 __all__ = [  # noqa: RUF022 - grouped by area, sorted within each group
@@ -122,6 +125,8 @@ __all__ = [  # noqa: RUF022 - grouped by area, sorted within each group
     "NO_FALLBACK",
     "TimeWindow",
     "resilient",
+    # the seeds' remaining patterns
+    "periodic",
 ]
 
 
