@@ -67,6 +67,7 @@ from ._compose import NO_FALLBACK as NO_FALLBACK
 from ._compose import resilient as resilient
 
 # the seeds' remaining patterns
+from ._eventbus import EventBus as EventBus
 from ._periodic import periodic as periodic
 
 __version__ = "0.1.0.dev0"
@@ -126,6 +127,7 @@ __all__ = [  # noqa: RUF022 - grouped by area, sorted within each group
     "TimeWindow",
     "resilient",
     # the seeds' remaining patterns
+    "EventBus",
     "periodic",
 ]
 
