@@ -50,7 +50,13 @@ async def test_publish_waits_while_a_buffer_is_full(clock: Clock) -> None:
             await bus.publish("slow", n)
             published.append(clock.now() - start)
     # one event in the handler, one in the buffer: the third waits for the first
-    assert published == [clock.approx(0), clock.approx(0), clock.approx(1), clock.approx(2), clock.approx(3)]
+    assert published == [
+        clock.approx(0),
+        clock.approx(0),
+        clock.approx(1),
+        clock.approx(2),
+        clock.approx(3),
+    ]
     assert clock.now() - start == clock.approx(5)
     assert handled == [0, 1, 2, 3, 4]
 
@@ -58,7 +64,8 @@ async def test_publish_waits_while_a_buffer_is_full(clock: Clock) -> None:
 async def test_a_handler_error_stops_nothing_and_is_raised_at_exit(clock: Clock) -> None:
     seen: list[object] = []
     body_ran_to_the_end = False
-    with pytest.raises(ExceptionGroup) as info:
+
+    async def scenario() -> None:
         async with anyway.EventBus() as bus:
 
             @bus.subscribe("t")
@@ -74,7 +81,11 @@ async def test_a_handler_error_stops_nothing_and_is_raised_at_exit(clock: Clock)
             for n in range(4):
                 await bus.publish("t", n)
             await anyio.sleep(1)  # the body is not cancelled by the handler errors
+            nonlocal body_ran_to_the_end
             body_ran_to_the_end = True
+
+    with pytest.raises(ExceptionGroup) as info:
+        await scenario()
     assert body_ran_to_the_end
     errors = info.value.exceptions
     assert [str(e) for e in errors] == ["odd 1", "odd 3"]
@@ -105,7 +116,7 @@ async def test_an_on_error_that_raises_loses_neither_error() -> None:
     def on_error(exc: Exception, topic: str, payload: object) -> None:
         raise KeyError("in on_error")
 
-    with pytest.raises(ExceptionGroup) as info:
+    async def scenario() -> None:
         async with anyway.EventBus(on_error=on_error) as bus:
 
             @bus.subscribe("t")
@@ -113,6 +124,9 @@ async def test_an_on_error_that_raises_loses_neither_error() -> None:
                 raise RuntimeError("boom")
 
             await bus.publish("t", 1)
+
+    with pytest.raises(ExceptionGroup) as info:
+        await scenario()
     kinds = [type(e) for e in info.value.exceptions]
     assert kinds == [RuntimeError, KeyError]
     assert "raised by on_error" in info.value.exceptions[1].__notes__[0]
@@ -174,7 +188,8 @@ async def test_a_cancelled_wait_while_draining_stops_the_handlers(clock: Clock) 
 
 async def test_a_failing_body_cancels_the_handlers_and_raises_as_itself() -> None:
     cancelled: list[bool] = []
-    with pytest.raises(LookupError, match="body"):
+
+    async def scenario() -> None:
         async with anyway.EventBus() as bus:
 
             @bus.subscribe("t")
@@ -188,11 +203,14 @@ async def test_a_failing_body_cancels_the_handlers_and_raises_as_itself() -> Non
             await bus.publish("t", 1)
             await anyio.sleep(0.1)
             raise LookupError("body")
+
+    with pytest.raises(LookupError, match="body"):
+        await scenario()
     assert cancelled == [True]
 
 
 async def test_a_failing_body_and_handler_errors_make_one_group() -> None:
-    with pytest.raises(BaseExceptionGroup) as info:
+    async def scenario() -> None:
         async with anyway.EventBus() as bus:
 
             @bus.subscribe("t")
@@ -202,6 +220,9 @@ async def test_a_failing_body_and_handler_errors_make_one_group() -> None:
             await bus.publish("t", 1)
             await anyio.sleep(0.1)
             raise LookupError("body")
+
+    with pytest.raises(BaseExceptionGroup) as info:
+        await scenario()
     assert [type(e) for e in info.value.exceptions] == [LookupError, RuntimeError]
 
 
@@ -257,7 +278,7 @@ async def test_misuse_fails_at_the_call() -> None:
 
     with pytest.raises(TypeError, match="on_error must be a plain"):
         anyway.EventBus(on_error=async_on_error)
-    with pytest.raises(TypeError, match="on_error must be an async function|callable"):
+    with pytest.raises(TypeError, match="on_error must be callable"):
         anyway.EventBus(on_error="print")  # type: ignore[arg-type]
 
 

@@ -19,12 +19,11 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from ._util import (
     check_async_function,
-    check_callable_arg,
     is_async_function,
     name_of,
     short_repr,
 )
-from ._validate import check_count
+from ._validate import check_callable, check_count
 
 __all__ = ["EventBus"]
 
@@ -80,7 +79,7 @@ class EventBus:
 
     def __init__(self, *, on_error: ErrorHandler | None = None) -> None:
         if on_error is not None:
-            check_callable_arg("on_error", on_error)
+            check_callable("on_error", on_error)
             if is_async_function(on_error):
                 raise TypeError(
                     "on_error must be a plain (sync) function (exc, topic, payload) -> None,"
