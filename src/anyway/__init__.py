@@ -69,6 +69,8 @@ from ._compose import resilient as resilient
 # the seeds' remaining patterns
 from ._eventbus import EventBus as EventBus
 from ._periodic import periodic as periodic
+from ._watchdog import LoopBlocked as LoopBlocked
+from ._watchdog import watchdog as watchdog
 
 __version__ = "0.1.0.dev0"
 
@@ -128,7 +130,9 @@ __all__ = [  # noqa: RUF022 - grouped by area, sorted within each group
     "resilient",
     # the seeds' remaining patterns
     "EventBus",
+    "LoopBlocked",
     "periodic",
+    "watchdog",
 ]
 
 

@@ -13,6 +13,8 @@ It adds:
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections import Counter
 from typing import Any
 
@@ -160,3 +162,63 @@ def pytest_configure(config: pytest.Config) -> None:
         " (looptime on asyncio, trio's MockClock) where the suite's conftest provides them",
     )
     config.pluginmanager.register(_BackendCounter(), "anyway-backend-counter")
+
+
+# --- --block-threshold: fail a test that blocks its event loop ----------------
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("anyway")
+    help_text = (
+        "fail an async test whose event loop does not reach a checkpoint for this many"
+        " real seconds (a sync call blocking the loop), naming the blocking line"
+    )
+    group.addoption(
+        "--block-threshold", type=float, default=None, metavar="SECONDS", help=help_text
+    )
+    parser.addini("block_threshold", help_text, default=None)
+
+
+def _block_threshold(config: pytest.Config) -> float | None:
+    value = config.getoption("block_threshold")
+    if value is None:
+        value = config.getini("block_threshold")
+    if value in (None, ""):
+        return None
+    threshold = float(value)
+    if not threshold > 0:
+        raise pytest.UsageError(f"--block-threshold must be > 0 seconds, got {value!r}")
+    return threshold
+
+
+def _guarded(test: Any, threshold: float) -> Any:
+    """*test* (an async test function) run inside a watchdog; fails on a stall."""
+    from anyway import watchdog
+
+    @functools.wraps(test)
+    async def guarded(*args: Any, **kwargs: Any) -> Any:
+        with watchdog(threshold, on_block=lambda event: None) as dog:
+            result = await test(*args, **kwargs)
+        if dog.blocked:
+            pytest.fail(
+                "\n\n".join(str(event) for event in dog.blocked)
+                + f"\n(--block-threshold={threshold:g}: use anyio.to_thread.run_sync for"
+                " blocking calls)",
+                pytrace=False,
+            )
+        return result
+
+    return guarded
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Any:
+    threshold = _block_threshold(pyfuncitem.config)
+    original = pyfuncitem.obj
+    if threshold is None or not inspect.iscoroutinefunction(original):
+        return (yield)
+    pyfuncitem.obj = _guarded(original, threshold)
+    try:
+        return (yield)
+    finally:
+        pyfuncitem.obj = original

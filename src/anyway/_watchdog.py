@@ -1,0 +1,205 @@
+"""``watchdog``: notice when something blocks the event loop, and say where.
+
+A sync call inside async code (``time.sleep``, ``requests.get``, a heavy
+loop) stalls every task. asyncio's debug mode only notices it afterwards,
+on asyncio alone, without saying where. Here a helper thread asks the loop
+to run a tiny callback (AnyIO's ``run_sync_soon``: no task, no timer, so
+virtual time is untouched); when the loop has not run it within
+``threshold`` real seconds, the thread takes the loop thread's stack
+(``sys._current_frames()``: the one place it is the right tool), waits for
+the stall to end, and reports it once, on the loop, as a
+:class:`LoopBlocked` event.
+
+The stall is measured in real seconds (the loop's own clock may be virtual,
+and it is the wall-clock stall that hurts), so this module reads
+``time.monotonic()``, in the helper thread only.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Final
+
+import anyio
+import anyio.lowlevel
+
+from ._events import Event, emit_sync
+from ._validate import check_callable, check_seconds
+
+__all__ = ["LoopBlocked", "watchdog"]
+
+#: How many of the innermost frames a LoopBlocked message shows.
+_SHOWN_FRAMES: Final = 3
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoopBlocked(Event):
+    """The event loop did not reach a checkpoint for ``seconds`` real seconds.
+
+    ``stack`` is the loop thread's stack when the stall was noticed (outermost
+    first, as :func:`traceback.extract_stack` gives it); ``frame`` is its
+    innermost entry, normally the blocking call's file and line.
+    """
+
+    seconds: float
+    threshold: float
+    stack: tuple[traceback.FrameSummary, ...]
+
+    @property
+    def frame(self) -> traceback.FrameSummary | None:
+        """The innermost frame: where the loop thread was stuck."""
+        return self.stack[-1] if self.stack else None
+
+    def __str__(self) -> str:
+        where = "".join(traceback.format_list(list(self.stack[-_SHOWN_FRAMES:]))).rstrip()
+        return (
+            f"the event loop was blocked for {self.seconds:.3f} s"
+            f" (threshold {self.threshold:g} s), in:\n{where}"
+        )
+
+
+OnBlock = Callable[[LoopBlocked], object]
+
+
+class watchdog:
+    """Report every stall of the running event loop longer than *threshold*.
+
+    ::
+
+        async def main():
+            with anyway.watchdog(0.1):
+                ...  # a time.sleep(0.5) in here is reported, with its line
+
+    A context manager (``with`` or ``async with``) entered in the event
+    loop's thread: it starts a helper thread and joins it on exit, so no
+    thread outlives the block. Each stall longer than *threshold* real
+    seconds is reported once, when it ends, as a :class:`LoopBlocked`
+    event: to ``on_block(event)`` (a plain function, called in the loop's
+    thread) if given, otherwise to the global hooks (by default, a warning
+    on the ``"anyway"`` logger). ``blocked`` lists the events of this block.
+
+    Works the same on asyncio, uvloop and Trio, and on virtual time (it
+    never sleeps on the loop's clock).
+    """
+
+    __slots__ = (
+        "_beat",
+        "_loop_thread",
+        "_on_block",
+        "_reports",
+        "_stop",
+        "_thread",
+        "_token",
+        "blocked",
+        "threshold",
+    )
+
+    def __init__(self, threshold: float = 0.1, *, on_block: OnBlock | None = None) -> None:
+        self.threshold = check_seconds(
+            "threshold", threshold, allow_zero=False, hint="; real seconds, e.g. threshold=0.1"
+        )
+        if on_block is not None:
+            check_callable("on_block", on_block)
+        self._on_block = on_block
+        self.blocked: list[LoopBlocked] = []
+        self._reports: list[LoopBlocked] = []  # noticed by the thread, not yet reported
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._beat = threading.Event()
+        self._token: anyio.lowlevel.EventLoopToken | None = None
+        self._loop_thread = 0
+
+    def __repr__(self) -> str:
+        state = "watching" if self._thread is not None else "idle"
+        return f"<watchdog threshold={self.threshold:g} {state} blocked={len(self.blocked)}>"
+
+    def __enter__(self) -> watchdog:
+        if self._thread is not None:
+            raise RuntimeError("this watchdog is already watching: use one per block")
+        try:
+            self._token = anyio.lowlevel.current_token()
+        except RuntimeError:
+            raise RuntimeError(
+                "watchdog() watches the running event loop: enter it inside async code"
+                " (in the loop's thread)"
+            ) from None
+        self._loop_thread = threading.get_ident()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._watch, name="anyway watchdog", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        thread = self._thread
+        assert thread is not None
+        self._stop.set()
+        self._beat.set()  # the loop is running this very line: a heartbeat
+        thread.join()  # returns at once: nothing the thread waits for needs the loop now
+        self._thread = None
+        self._deliver()  # a stall that ended just before the exit is still reported
+
+    async def __aenter__(self) -> watchdog:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+    # --- the helper thread ----------------------------------------------------
+
+    def _schedule(self, fn: Callable[..., object], *args: object) -> bool:
+        token = self._token
+        assert token is not None
+        try:
+            token.backend_class.run_sync_soon(fn, args, token.native_token)
+        except Exception:  # the loop has finished (RunFinishedError): nothing to watch
+            return False
+        return True
+
+    def _watch(self) -> None:
+        interval = self.threshold / 2
+        while not self._stop.is_set():
+            beat = self._beat = threading.Event()
+            if self._stop.is_set():  # the exit may have set the previous beat, not this one
+                return
+            if not self._schedule(beat.set):
+                return
+            sent = time.monotonic()
+            if not beat.wait(self.threshold):
+                frame = sys._current_frames().get(self._loop_thread)
+                stack = tuple(traceback.extract_stack(frame)) if frame is not None else ()
+                beat.wait()  # until the loop runs again (at the latest: the block's exit)
+                stalled = time.monotonic() - sent
+                event = LoopBlocked(
+                    policy="watchdog", seconds=stalled, threshold=self.threshold, stack=stack
+                )
+                self._reports.append(event)
+                if not self._stop.is_set():
+                    self._schedule(self._deliver)  # else the exit delivers it
+            if self._stop.wait(interval):
+                return
+
+    def _deliver(self) -> None:
+        """Report what the thread noticed; runs in the loop's thread."""
+        while self._reports:
+            event = self._reports.pop(0)
+            self.blocked.append(event)
+            if self._on_block is not None:
+                self._on_block(event)
+            else:
+                emit_sync(event)
