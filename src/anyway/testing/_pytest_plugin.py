@@ -162,6 +162,7 @@ def pytest_configure(config: pytest.Config) -> None:
         " (looptime on asyncio, trio's MockClock) where the suite's conftest provides them",
     )
     config.pluginmanager.register(_BackendCounter(), "anyway-backend-counter")
+    config.stash[_BLOCK_THRESHOLD] = _block_threshold(config)
 
 
 # --- --block-threshold: fail a test that blocks its event loop ----------------
@@ -177,6 +178,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--block-threshold", type=float, default=None, metavar="SECONDS", help=help_text
     )
     parser.addini("block_threshold", help_text, default=None)
+
+
+_BLOCK_THRESHOLD = pytest.StashKey[float | None]()
 
 
 def _block_threshold(config: pytest.Config) -> float | None:
@@ -213,7 +217,7 @@ def _guarded(test: Any, threshold: float) -> Any:
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Any:
-    threshold = _block_threshold(pyfuncitem.config)
+    threshold = pyfuncitem.config.stash.get(_BLOCK_THRESHOLD, None)
     original = pyfuncitem.obj
     if threshold is None or not inspect.iscoroutinefunction(original):
         return (yield)
