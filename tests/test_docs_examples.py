@@ -1,0 +1,50 @@
+"""The docs' runnable examples run, on every loop.
+
+Each ```python block of the pages below that ends with ``anyio.run(main)``
+is written to a file (so tracebacks and ``linecache`` see its lines) and run
+with ``anyio.run`` bound to the test's backend, on virtual time where the
+suite uses it.
+"""
+
+from __future__ import annotations
+
+import re
+import runpy
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+DOCS = Path(__file__).parent.parent / "docs"
+PAGES = ["patterns.md"]
+_BLOCK = re.compile(r"^```python\n(.*?)^```", re.DOTALL | re.MULTILINE)
+
+
+def _examples() -> list[Any]:
+    found = []
+    for page in PAGES:
+        blocks = _BLOCK.findall((DOCS / page).read_text(encoding="utf-8"))
+        runnable = [code for code in blocks if "anyio.run(main)" in code]
+        found += [pytest.param(code, id=f"{page}-{n}") for n, code in enumerate(runnable, 1)]
+    return found
+
+
+@pytest.mark.parametrize("code", _examples())
+def test_example_runs(
+    code: str, anyio_backend: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name, options = anyio_backend
+    real_run = anyio.run
+
+    def run(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        return real_run(fn, *args, backend=name, backend_options=options)
+
+    monkeypatch.setattr(anyio, "run", run)
+    script = tmp_path / "example.py"
+    script.write_text(code, encoding="utf-8")
+    runpy.run_path(str(script), run_name="__main__")
+
+
+def test_every_page_listed_has_examples() -> None:
+    assert len(_examples()) >= 4
