@@ -27,7 +27,7 @@ from anyway import (
     RetryBudget,
     deadline,
 )
-from anyway.httpx import ResilientTransport
+from anyway.httpx import POLICY_EXTENSION, RETRY_ERRORS, Policy, ResilientTransport
 from anyway.testing import no_backoff
 from httpx_support import TINY, Events, client_for, mock, state_of
 
@@ -660,3 +660,173 @@ def test_import_without_httpx_names_the_extra(monkeypatch: pytest.MonkeyPatch) -
         ImportError, match=r'anyway\.httpx needs httpx: pip install "anyway\[httpx\]"'
     ):
         importlib.import_module("anyway.httpx")
+
+
+# --- what is retried, chosen by the caller (issue 17) ------------------------------
+
+
+async def test_retry_on_adds_an_error() -> None:
+    calls: list[httpx.Request] = []
+    transport = ResilientTransport(mock([httpx.ProxyError, 200], calls=calls), backoff=TINY)
+    async with client_for(transport) as client:
+        with pytest.raises(httpx.ProxyError):  # not retried by default: configuration
+            await client.get("/")
+    assert len(calls) == 1
+
+    calls.clear()
+    transport = ResilientTransport(
+        mock([httpx.ProxyError, 200], calls=calls),
+        backoff=TINY,
+        retry_on=(*RETRY_ERRORS, httpx.ProxyError),
+    )
+    async with client_for(transport) as client:
+        assert (await client.get("/")).status_code == 200
+    assert len(calls) == 2
+
+
+async def test_retry_on_removes_an_error() -> None:
+    def not_read_timeouts(exc: BaseException) -> bool:
+        return isinstance(exc, RETRY_ERRORS) and not isinstance(exc, httpx.ReadTimeout)
+
+    calls: list[httpx.Request] = []
+    transport = ResilientTransport(
+        mock([httpx.ConnectError, httpx.ReadTimeout, 200], calls=calls),
+        backoff=TINY,
+        retry_on=not_read_timeouts,
+    )
+    async with client_for(transport) as client:
+        with pytest.raises(httpx.ReadTimeout):
+            await client.get("/")
+    assert len(calls) == 2  # the ConnectError was retried, the ReadTimeout not
+
+
+async def test_retry_on_never_retries_cancellation(clock: Any) -> None:
+    calls: list[httpx.Request] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        await anyio.sleep(10)
+        return httpx.Response(200)  # pragma: no cover
+
+    transport = ResilientTransport(httpx.MockTransport(handler), retry_on=BaseException)
+    async with client_for(transport) as client:
+        with anyio.move_on_after(1) as scope:
+            await client.get("/")
+    assert scope.cancelled_caught
+    assert clock.now() == clock.approx(1.0)
+    assert len(calls) == 1
+
+
+def not_ready(response: httpx.Response) -> bool:
+    return response.text == "not ready"
+
+
+async def test_retry_if_response_sees_the_body(clock: Any, events: Events) -> None:
+    bodies = [b"not ready", b"not ready", b"ready"]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = bodies.pop(0) if len(bodies) > 1 else bodies[0]
+        return httpx.Response(200, stream=httpx.ByteStream(body))
+
+    transport = ResilientTransport(
+        httpx.MockTransport(handler),
+        backoff=anyway.Backoff(initial=1.0, max=1.0, jitter=None),
+        retry_if_response=not_ready,
+        hooks=events,
+    )
+    async with client_for(transport) as client:
+        start = clock.now()
+        response = await client.get("/")
+        assert clock.now() - start == clock.approx(2.0)
+    assert response.text == "ready"
+    assert [e.delay for e in events.scheduled] == [1.0, 1.0]
+
+    # When retrying stops, the last answer is returned, read and usable.
+    bodies[:] = [b"not ready"]
+    async with client_for(transport) as client:
+        response = await client.get("/")
+    assert response.status_code == 200
+    assert response.text == "not ready"
+    assert events.gave_up[-1].attempts == 3
+
+
+async def test_retry_if_response_honours_retry_after(clock: Any) -> None:
+    transport = ResilientTransport(
+        mock([200], headers={"Retry-After": "3"}, content=b"not ready"),
+        attempts=2,
+        retry_if_response=not_ready,
+    )
+    async with client_for(transport) as client:
+        start = clock.now()
+        await client.get("/")
+        assert clock.now() - start == clock.approx(3.0)
+
+
+def test_retry_if_response_must_be_sync() -> None:
+    async def check(response: httpx.Response) -> bool:
+        return True  # pragma: no cover
+
+    with pytest.raises(TypeError, match="retry_if_response must be a plain"):
+        ResilientTransport(mock([200]), retry_if_response=check)
+    with pytest.raises(TypeError, match="retry_if_response must be callable"):
+        ResilientTransport(mock([200]), retry_if_response=True)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("respect", "wait"), [(True, 30.0), (False, 1.0)])
+async def test_retry_after_can_be_ignored(clock: Any, respect: bool, wait: float) -> None:
+    transport = ResilientTransport(
+        mock([429, 200], headers={"Retry-After": "30"}),
+        backoff=anyway.Backoff(initial=1.0, max=1.0, jitter=None),
+        respect_retry_after=respect,
+    )
+    assert ("respect_retry_after=False" in repr(transport)) is not respect
+    async with client_for(transport) as client:
+        start = clock.now()
+        assert (await client.get("/")).status_code == 200
+        assert clock.now() - start == clock.approx(wait)
+
+
+async def test_a_request_may_bring_its_own_policy(clock: Any) -> None:
+    calls: list[httpx.Request] = []
+    transport = ResilientTransport(
+        mock([503], calls=calls), backoff=anyway.Backoff(initial=1.0, max=1.0, jitter=None)
+    )
+    no_retry = transport.policy.replace(attempts=1)
+    post_too = Policy(
+        attempts=2,
+        retry_methods={"POST"},
+        backoff=anyway.Backoff(initial=5.0, max=5.0, jitter=None),
+    )
+    async with client_for(transport) as client:
+        assert (await client.get("/", extensions={POLICY_EXTENSION: no_retry})).status_code == 503
+        assert len(calls) == 1
+        start = clock.now()
+        await client.post("/", content=b"x", extensions={POLICY_EXTENSION: post_too})
+        assert clock.now() - start == clock.approx(5.0)
+        assert len(calls) == 3
+        await client.get("/")  # the transport's own policy: 3 attempts
+        assert len(calls) == 6
+        await client.post("/", content=b"x")  # not retried by the transport's policy
+        assert len(calls) == 7
+        with pytest.raises(TypeError, match=r"must be an anyway\.httpx\.Policy"):
+            await client.get("/", extensions={POLICY_EXTENSION: {"attempts": 1}})
+    assert no_retry.attempts == 1
+    assert transport.policy.attempts == 3
+
+
+def test_a_policy_is_immutable_and_validated() -> None:
+    policy = Policy()
+    with pytest.raises(AttributeError, match="immutable"):
+        policy.attempts = 2  # type: ignore[misc]
+    with pytest.raises(TypeError, match="unknown options atempts"):
+        policy.replace(atempts=2)
+    with pytest.raises(ValueError, match="attempts must be >= 1"):
+        policy.replace(attempts=0)
+    with pytest.raises(TypeError, match="retry_on must be an exception type"):
+        Policy(retry_on=[httpx.ConnectError])  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="respect_retry_after must be True or False"):
+        Policy(respect_retry_after=1)  # type: ignore[arg-type]
+    changed = policy.replace(retry_statuses=[500], respect_retry_after=False)
+    assert "retry_statuses=(500,)" in repr(changed)
+    assert "respect_retry_after=False" in repr(changed)
+    assert repr(policy) == repr(Policy())
