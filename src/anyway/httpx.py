@@ -23,18 +23,43 @@ except ImportError as exc:
         'anyway.httpx needs httpx: pip install "anyway[httpx]" (or pip install httpx)'
     ) from exc
 
+from typing import Final, TypeAlias
+
+from . import _http_hosts, _http_policy
 from ._http_fetch import fetch_all
-from ._http_hosts import BreakerArg, KeyedLimiter, LimiterArg, default_key
-from ._http_policy import (
-    DEFAULT_BACKOFF,
-    DEFAULT_RETRY_METHODS,
-    DEFAULT_RETRY_STATUSES,
-    POLICY_EXTENSION,
-    RETRY_ERRORS,
-    Policy,
-    retry_after,
-)
+from ._http_hosts import KeyedLimiter, default_key
+from ._http_policy import Policy, retry_after
 from ._http_transport import ResilientTransport
+
+# The constants and aliases are documented here, where the docs look for them.
+
+#: The idempotent methods (RFC 9110, section 9.2.2), retried by default.
+DEFAULT_RETRY_METHODS: Final = _http_policy.DEFAULT_RETRY_METHODS
+#: The statuses retried by default: 429 Too Many Requests and the 502, 503,
+#: 504 family that means "try again later" (a 500 is usually a bug).
+DEFAULT_RETRY_STATUSES: Final = _http_policy.DEFAULT_RETRY_STATUSES
+#: The default waits between attempts: 0.1 s doubling up to 10 s, full jitter.
+DEFAULT_BACKOFF: Final = _http_policy.DEFAULT_BACKOFF
+#: The transport errors retried by default (``retry_on=``): timeouts
+#: (connect, read, write, pool), network errors (refused, reset, broken pipe)
+#: and a server that hung up mid-answer. Local protocol errors, unsupported
+#: schemes and proxy errors are bugs or configuration: raised at once.
+RETRY_ERRORS: Final = _http_policy.RETRY_ERRORS
+#: The ``request.extensions`` key under which one request brings its own
+#: :class:`Policy`: ``client.get(url, extensions={POLICY_EXTENSION: policy})``.
+POLICY_EXTENSION: Final = _http_policy.POLICY_EXTENSION
+
+LimiterArg: TypeAlias = _http_hosts.LimiterArg
+"""What ``limiter=`` accepts: a keyed limiter (one limit per host), one async
+context manager shared by every host, or a function ``host -> async context
+manager`` (returning ``None``: no limit for that host)."""
+
+BreakerArg: TypeAlias = _http_hosts.BreakerArg
+"""What ``breaker=`` accepts: a :class:`~anyway.CircuitBreaker` used as a
+template (each host gets a breaker with its settings, see
+:meth:`~anyway.CircuitBreaker.derive`), a factory ``host -> breaker`` (called
+when a host has no breaker yet; the breaker is kept), or a mapping
+``{host: breaker}``."""
 
 __all__ = [
     "DEFAULT_BACKOFF",
