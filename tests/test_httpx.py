@@ -830,3 +830,35 @@ def test_a_policy_is_immutable_and_validated() -> None:
     assert "retry_statuses=(500,)" in repr(changed)
     assert "respect_retry_after=False" in repr(changed)
     assert repr(policy) == repr(Policy())
+
+
+@pytest.mark.parametrize("early", [0.0, 1e-3])
+async def test_a_timeout_capped_to_the_deadline_is_the_deadline(clock: Any, early: float) -> None:
+    # The socket's read timeout was cut down to the deadline; it fires at the
+    # deadline, or a hair before it (two timers racing): the caller gets the
+    # deadline's DeadlineExceeded (the ReadTimeout in its context).
+    async def handler(request: httpx.Request) -> httpx.Response:
+        await anyio.sleep(request.extensions["timeout"]["read"] - early)
+        raise httpx.ReadTimeout("timed out", request=request)
+
+    transport = ResilientTransport(httpx.MockTransport(handler))
+    async with httpx.AsyncClient(transport=transport, timeout=30.0) as client:
+        start = clock.now()
+        with pytest.raises(anyway.DeadlineExceeded), deadline(2):
+            await client.get("http://api.test/")
+        assert clock.now() - start == clock.approx(2.0)
+        with pytest.raises(anyway.DeadlineExceeded), deadline(2):
+            await client.post("http://api.test/")  # not retried: the same
+
+
+async def test_a_timeout_shorter_than_the_deadline_is_a_timeout(clock: Any) -> None:
+    async def handler(request: httpx.Request) -> httpx.Response:
+        await anyio.sleep(request.extensions["timeout"]["read"])
+        raise httpx.ReadTimeout("timed out", request=request)
+
+    transport = ResilientTransport(httpx.MockTransport(handler), attempts=1)
+    async with httpx.AsyncClient(transport=transport, timeout=1.0) as client:
+        start = clock.now()
+        with pytest.raises(httpx.ReadTimeout), deadline(10):
+            await client.get("http://api.test/")
+        assert clock.now() - start == clock.approx(1.0)

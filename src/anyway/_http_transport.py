@@ -29,6 +29,15 @@ __all__ = ["ResilientTransport"]
 
 # Closing a response is shielded from cancellation, within this bound.
 _CLOSE_TIMEOUT: Final = 1.0
+# A capped socket timeout firing this close before the deadline is the deadline.
+_DEADLINE_SLACK: Final = 0.05
+_NONE_CAPPED: Final[frozenset[str]] = frozenset()
+_TIMEOUT_KINDS: Final[dict[type[BaseException], str]] = {
+    httpx.ConnectTimeout: "connect",
+    httpx.ReadTimeout: "read",
+    httpx.WriteTimeout: "write",
+    httpx.PoolTimeout: "pool",
+}
 
 _SYNC_CLIENT: Final = (
     "ResilientTransport is an async transport: use it with httpx.AsyncClient"
@@ -263,9 +272,7 @@ class ResilientTransport(httpx.AsyncBaseTransport):
         timeouts: dict[str, float | None] | None = extensions.get("timeout")
         try:
             if not policy.retries(request):
-                if timeouts:
-                    _cap_timeouts(request, extensions, timeouts)
-                return await self._send_once(request, policy)
+                return await _send_capped(self, request, policy, extensions, timeouts)
             return await policy.retry.call(_Attempt(self, policy, request, extensions, timeouts))
         finally:
             # The caller's request keeps its own timeouts (it may be sent again).
@@ -346,9 +353,9 @@ class _Attempt:
 
     async def __call__(self) -> httpx.Response:
         request = self._request
-        if self._timeouts:
-            _cap_timeouts(request, self._extensions, self._timeouts)
-        response = await self._transport._send_once(request, self._policy)
+        response = await _send_capped(
+            self._transport, request, self._policy, self._extensions, self._timeouts
+        )
         if self._policy.may_retry(response):
             # It may be retried: free its connection now. Read, it also stays
             # usable if it turns out to be the last one.
@@ -358,17 +365,41 @@ class _Attempt:
 
 def _cap_timeouts(
     request: httpx.Request, extensions: dict[str, Any], timeouts: dict[str, float | None]
-) -> None:
-    """Give this attempt httpx timeouts no longer than the time left."""
+) -> frozenset[str]:
+    """Give this attempt httpx timeouts no longer than the time left; return
+    the kinds (``"read"``...) that were cut down to it."""
     # anyway.remaining(), without reading the clock when there is no deadline.
     deadline_at = anyio.current_effective_deadline()
     if deadline_at == math.inf:
-        return
+        return _NONE_CAPPED
     left = max(0.0, deadline_at - anyio.current_time())
+    capped = frozenset(name for name, value in timeouts.items() if value is None or value > left)
     request.extensions = {
         **extensions,
-        "timeout": {
-            name: left if value is None or value > left else value
-            for name, value in timeouts.items()
-        },
+        "timeout": {name: left if name in capped else value for name, value in timeouts.items()},
     }
+    return capped
+
+
+async def _send_capped(
+    transport: ResilientTransport,
+    request: httpx.Request,
+    policy: Policy,
+    extensions: dict[str, Any],
+    timeouts: dict[str, float | None] | None,
+) -> httpx.Response:
+    """One attempt with capped timeouts. A socket timeout that was cut down to
+    the caller's deadline *is* that deadline: the caller gets the deadline's
+    error (``anyway.DeadlineExceeded``, the timeout in its context), not an
+    ``httpx.ReadTimeout`` that won the race against it by a hair."""
+    capped = _cap_timeouts(request, extensions, timeouts) if timeouts else _NONE_CAPPED
+    try:
+        return await transport._send_once(request, policy)
+    except httpx.TimeoutException as exc:
+        if capped and _TIMEOUT_KINDS.get(type(exc)) in capped:
+            wait = anyio.current_effective_deadline() - anyio.current_time()
+            if wait <= _DEADLINE_SLACK:
+                # Once, never in a loop: the deadline cancels this sleep (if
+                # it does not, e.g. on a coarse clock, the timeout is raised).
+                await anyio.sleep(max(0.0, wait))
+        raise
