@@ -862,3 +862,26 @@ async def test_a_timeout_shorter_than_the_deadline_is_a_timeout(clock: Any) -> N
         with pytest.raises(httpx.ReadTimeout), deadline(10):
             await client.get("http://api.test/")
         assert clock.now() - start == clock.approx(1.0)
+
+
+async def test_cancelled_while_waiting_for_the_limiter(clock: Any) -> None:
+    calls: list[httpx.Request] = []
+    transport = ResilientTransport(
+        mock([200], calls=calls),
+        limiter=KeyedRateLimiter(1, per=10.0),
+        breaker=CircuitBreaker(),
+        attempts=1,
+        max_breakers=1,
+    )
+    async with client_for(transport) as client:
+        await client.get("http://a.test/")
+        with anyio.move_on_after(1) as scope:
+            await client.get("http://a.test/")  # waits 10 s for a.test's next token
+        assert scope.cancelled_caught
+        assert clock.now() == clock.approx(1.0)
+        assert len(calls) == 1  # never sent
+        # Nothing stays reserved: a.test's breaker is idle, so sweeps drop it.
+        await client.get("http://b.test/")  # sweep: a.test was used, kept
+        await client.get("http://c.test/")  # sweep: a.test idle since, dropped
+        assert list(transport.breakers) == ["b.test", "c.test"]
+        assert state_of(transport.breakers["b.test"]) is CircuitState.CLOSED
