@@ -27,7 +27,7 @@ from anyway import (
     RetryBudget,
     deadline,
 )
-from anyway.httpx import POLICY_EXTENSION, RETRY_ERRORS, Policy, ResilientTransport
+from anyway.httpx import POLICY_EXTENSION, RETRY_ERRORS, Policy, ResilientTransport, default_key
 from anyway.testing import no_backoff
 from httpx_support import TINY, Events, client_for, mock, state_of
 
@@ -885,3 +885,70 @@ async def test_cancelled_while_waiting_for_the_limiter(clock: Any) -> None:
         await client.get("http://c.test/")  # sweep: a.test idle since, dropped
         assert list(transport.breakers) == ["b.test", "c.test"]
         assert state_of(transport.breakers["b.test"]) is CircuitState.CLOSED
+
+
+# --- a breaker template: one breaker per host ------------------------------------
+
+
+async def test_a_breaker_template_copies_settings_and_hooks(clock: Any) -> None:
+    changed: list[anyway.Event] = []
+    template = CircuitBreaker(
+        failure_threshold=2, recovery_time=5.0, on=httpx.ConnectError, hooks=changed.append
+    )
+    answers: list[int | type[Exception]] = [
+        httpx.ReadTimeout,  # not in on=: ignored
+        httpx.ConnectError,
+        httpx.ConnectError,
+    ]
+    transport = ResilientTransport(mock(answers), breaker=template, attempts=1)
+    async with client_for(transport) as client:
+        for error in (httpx.ReadTimeout, httpx.ConnectError, httpx.ConnectError):
+            with pytest.raises(error):
+                await client.get("/")
+        with pytest.raises(CircuitOpen) as caught:
+            await client.get("/")
+    assert caught.value.name == "api.test"  # an unnamed template: the host alone
+    assert caught.value.retry_after == clock.approx(5.0)
+    assert [(e.policy, e.new) for e in changed if isinstance(e, anyway.BreakerStateChanged)] == [
+        ("api.test", CircuitState.OPEN)
+    ]
+    assert template.state is CircuitState.CLOSED
+
+
+async def test_a_breaker_template_with_a_shared_store_shares_each_hosts_circuit() -> None:
+    # Two transports (two processes, with Redis) on one store: a host's
+    # circuit opened by one is open for the other, under "<name>:<host>".
+    store = anyway.InMemoryBreakerStore()
+    template = CircuitBreaker(failure_threshold=1, recovery_time=60.0, name="api", store=store)
+    calls: list[httpx.Request] = []
+    one = ResilientTransport(mock([httpx.ConnectError]), breaker=template, attempts=1)
+    two = ResilientTransport(mock([200], calls=calls), breaker=template, attempts=1)
+    async with client_for(one) as first, client_for(two) as second:
+        with pytest.raises(httpx.ConnectError):
+            await first.get("/")
+        with pytest.raises(CircuitOpen, match=r"'api:api\.test' is open"):
+            await second.get("/")
+        assert calls == []  # refused without a request
+        assert (await second.get("http://b.test/")).status_code == 200  # another host
+    assert state_of(two.breakers["api.test"]) is CircuitState.OPEN
+    assert state_of(two.breakers["b.test"]) is CircuitState.CLOSED
+
+
+def test_default_key_is_host_and_non_default_port() -> None:
+    for url, expected in [
+        ("https://api.example.com/x?y=1", "api.example.com"),
+        ("http://127.0.0.1:8080/", "127.0.0.1:8080"),
+        ("http://user:pw@example.com:80/", "example.com"),
+    ]:
+        assert default_key(httpx.Request("GET", url)) == expected
+
+
+def test_is_a_public_submodule_with_documented_names() -> None:
+    import anyway.httpx as module
+
+    assert "httpx" not in anyway.__all__
+    for name in module.__all__:
+        assert hasattr(module, name), name
+    for public in (ResilientTransport, Policy, module.fetch_all, module.retry_after, default_key):
+        assert public.__doc__
+        assert public.__module__ == "anyway.httpx"
