@@ -11,8 +11,7 @@ import sys
 
 import pytest
 
-from anyway import _demo
-from anyway._events import global_hooks, log_event
+from anyway import _demo, global_hooks, log_event
 
 # Trio is optional: the tests_without_trio session runs this file without it.
 HAVE_TRIO = importlib.util.find_spec("trio") is not None
@@ -49,7 +48,7 @@ def test_demo_prints_the_partial_failure_report(backend: str) -> None:
     assert global_hooks() == hooks  # the default logging hook is back
     lines = text.splitlines()
     assert lines[0].startswith(f"anyway demo on {backend}: 12 endpoints on 6 local hosts")
-    assert lines[1].startswith("client: 0.5 s deadline per request, 3 s budget per batch")
+    assert lines[1].startswith("client: fetch_all(timeout=1) keeps what finished in time")
     assert lines[3].split() == ["#", "endpoint", "upstream", "outcome", "attempts", "time"]
     table = rows(text)
     assert [m["index"] for m in table.values()] == [str(i) for i in range(1, 13)]
@@ -66,7 +65,9 @@ def test_demo_prints_the_partial_failure_report(backend: str) -> None:
     # The rate limiter spaces them (a late 429 would be retried).
     for limited in ("sports/limited/3", "sports/limited/4", "sports/limited/5"):
         assert outcome(limited) == "ok: 3 articles"
-    assert outcome("weather/slow/6") == "timed out (deadline of 0.5 s exceeded)"
+    # Cut off at the batch timeout, every other result kept.
+    assert re.fullmatch(r"cut off at the batch timeout \(\d\.\d\d s\)", outcome("weather/slow/6"))
+    assert table["weather/slow/6"]["attempts"] == "1"
     assert outcome("forum/broken/9") == "server hung up"
     assert table["forum/broken/9"]["attempts"] == "3"
     assert outcome("news/missing/11") == "HTTP 404 Not Found"
@@ -84,7 +85,7 @@ def test_demo_prints_the_partial_failure_report(backend: str) -> None:
     summary = next(line for line in lines if line.startswith("summary: "))
     assert re.fullmatch(
         r"summary: 7 ok, 5 failed \(.*1 HTTP 404.*1 timed out\); 21 articles in \d+\.\d\d s"
-        r" \(budget 3 s\)",
+        r" \(batch timeout 1 s\)",
         summary,
     ), summary
     policies = lines[-1]
@@ -161,12 +162,12 @@ def test_describe_every_kind_of_outcome() -> None:
     import httpx
     import outcome
 
-    from anyway._errors import CircuitOpen
+    from anyway import CircuitOpen, DeadlineExceeded
 
     def describe(error: Exception, attempts: int = 1) -> tuple[str, str]:
         endpoint = _demo.Endpoint(1, "fast", "news", "/fast/1", attempts=attempts)
         endpoint.result = outcome.Error(error)
-        return _demo._describe(endpoint)
+        return _demo.describe_outcome(endpoint)
 
     assert describe(CircuitOpen("open"), attempts=2) == (
         "circuit open",
@@ -175,13 +176,17 @@ def test_describe_every_kind_of_outcome() -> None:
     assert describe(CircuitOpen("open"), attempts=0) == ("circuit open", "circuit open: not called")
     assert describe(httpx.ReadTimeout("slow")) == ("timed out", "timed out (ReadTimeout)")
     assert describe(ValueError("bad json")) == ("ValueError", "ValueError: bad json")
+    assert describe(DeadlineExceeded("late"), attempts=0) == (
+        "not sent",
+        "not sent: the batch timed out first",
+    )
 
 
 @pytest.mark.anyio
 async def test_upstream_behaviours(clock: object) -> None:
     import anyio
 
-    upstream = _demo._Upstream()
+    upstream = _demo.Upstream()
     first = await upstream.respond("sports", "/limited/1")
     too_soon = await upstream.respond("sports", "/limited/2")
     assert first is not None
@@ -205,7 +210,7 @@ async def test_upstream_behaviours(clock: object) -> None:
 
 
 def test_without_the_default_log_hook() -> None:
-    from anyway._events import add_hook, remove_hook
+    from anyway import add_hook, remove_hook
 
     remove_hook(log_event)
     try:

@@ -10,14 +10,17 @@ endpoint, what happened.
 
 What it shows:
 
-* a batch budget (:class:`anyway.Budget`) and a per-request deadline
-  (:func:`anyway.deadline`), with httpx's own timeouts capped to them;
+* a batch timeout that keeps what finished
+  (:func:`anyway.httpx.fetch_all` with ``timeout=``): the slow API is cut
+  off, its row says so, and every other result is kept (an
+  ``anyway.deadline`` around the batch would lose them all), with httpx's
+  own timeouts capped to it;
 * retries with jittered backoff, honouring ``Retry-After`` (capped);
 * a per-host rate limit (:class:`anyway.KeyedRateLimiter`) that keeps the
   rate-limited API happy;
 * a per-host circuit breaker (:class:`anyway.CircuitBreaker`) that stops
   calling the dead hosts after a few failures;
-* bounded fan-out (:func:`anyway.map_all`) and a partial-failure report.
+* bounded fan-out, and a partial-failure report in input order.
 """
 
 from __future__ import annotations
@@ -30,34 +33,33 @@ import sys
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import anyio
 import anyio.abc
 import outcome
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from ._backoff import Backoff
-from ._breaker import CircuitBreaker
-from ._deadline import Budget, deadline
-from ._errors import CircuitOpen, DeadlineExceeded
-from ._events import (
+from . import (
+    Backoff,
+    CircuitBreaker,
+    CircuitOpen,
     CircuitState,
-    Event,
-    RetryScheduled,
+    DeadlineExceeded,
+    KeyedRateLimiter,
     add_hook,
     global_hooks,
     log_event,
     remove_hook,
 )
-from ._ratelimit import KeyedRateLimiter
-from ._tasks import map_all
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["main"]
 
-#: Per-request deadline, batch budget and fan-out of the demo's client.
-PER_REQUEST = 0.5
-BATCH_BUDGET = 3.0
+#: The batch timeout and fan-out of the demo's client.
+BATCH_TIMEOUT = 1.0
 MAX_AT_ONCE = 4
 #: The rate the client allows itself per host, and the one the rate-limited
 #: API enforces (it answers 429 to a request that comes sooner than this).
@@ -120,7 +122,7 @@ class Endpoint:
 
 
 @dataclass
-class _Upstream:
+class Upstream:
     """The embedded server's state: one listener per host, plus counters."""
 
     ports: dict[str, int] = field(default_factory=dict)
@@ -169,7 +171,7 @@ _STREAM_ERRORS = (
 )
 
 
-async def _serve_connection(stream: anyio.abc.SocketStream, host: str, upstream: _Upstream) -> None:
+async def _serve_connection(stream: anyio.abc.SocketStream, host: str, upstream: Upstream) -> None:
     """A minimal HTTP/1.1 server loop: GET only, keep-alive, no request bodies."""
     async with stream:
         reader = BufferedByteReceiveStream(stream)
@@ -195,7 +197,7 @@ async def _serve_connection(stream: anyio.abc.SocketStream, host: str, upstream:
 
 
 async def _serve(
-    listener: anyio.abc.Listener[anyio.abc.SocketStream], host: str, upstream: _Upstream
+    listener: anyio.abc.Listener[anyio.abc.SocketStream], host: str, upstream: Upstream
 ) -> None:
     async def handle(stream: anyio.abc.SocketStream) -> None:
         await _serve_connection(stream, host, upstream)
@@ -204,9 +206,9 @@ async def _serve(
         await listener.serve(handle, connections)
 
 
-async def _start_upstream(task_group: anyio.abc.TaskGroup) -> _Upstream:
+async def _start_upstream(task_group: anyio.abc.TaskGroup) -> Upstream:
     """Listen on one port per host; the "legacy" host gets a port nobody listens on."""
-    upstream = _Upstream()
+    upstream = Upstream()
     for host in dict.fromkeys(host for host, _ in _KINDS.values()):
         listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
         port = listener.extra(anyio.abc.SocketAttribute.local_port)
@@ -218,7 +220,7 @@ async def _start_upstream(task_group: anyio.abc.TaskGroup) -> _Upstream:
     return upstream
 
 
-def _endpoints(count: int, upstream: _Upstream) -> list[Endpoint]:
+def _endpoints(count: int, upstream: Upstream) -> list[Endpoint]:
     endpoints = []
     for index in range(count):
         kind = _PATTERN[index % len(_PATTERN)]
@@ -229,15 +231,37 @@ def _endpoints(count: int, upstream: _Upstream) -> list[Endpoint]:
     return endpoints
 
 
-class _RetryCounter:
-    """A hook that counts the retries of each request (by its policy name)."""
+class _Attempts:
+    """Counts each request's attempts and times them, from the first one's
+    start to the last one's end (cut short, cancelled or failed: the
+    ``finally`` still counts). Fed by :func:`_counting`."""
 
     def __init__(self) -> None:
-        self.retries: Counter[str] = Counter()
+        self.count: Counter[str] = Counter()
+        self.began: dict[str, float] = {}
+        self.ended: dict[str, float] = {}
 
-    def __call__(self, event: Event) -> None:
-        if isinstance(event, RetryScheduled):
-            self.retries[event.policy] += 1
+    def elapsed(self, url: str) -> float:
+        began = self.began.get(url)
+        return 0.0 if began is None else self.ended[url] - began
+
+
+def _counting(attempts: _Attempts) -> httpx.AsyncBaseTransport:
+    """The network transport, wrapped to feed *attempts* (it goes inside the
+    retries: it sees every attempt actually sent)."""
+    import httpx
+
+    class Counting(httpx.AsyncHTTPTransport):
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            url = str(request.url)
+            attempts.count[url] += 1
+            attempts.began.setdefault(url, anyio.current_time())
+            try:
+                return await super().handle_async_request(request)
+            finally:
+                attempts.ended[url] = anyio.current_time()
+
+    return Counting()
 
 
 @dataclass
@@ -252,50 +276,42 @@ class Batch:
 async def aggregate(
     endpoints: Sequence[Endpoint],
     *,
-    per_request: float = PER_REQUEST,
-    budget_seconds: float = BATCH_BUDGET,
+    batch_timeout: float = BATCH_TIMEOUT,
     max_at_once: int = MAX_AT_ONCE,
 ) -> Batch:
     """The aggregator: fetch every endpoint's articles through one resilient
     client, filling in each endpoint's outcome, attempts and time."""
     import httpx
 
-    from .httpx import ResilientTransport
+    from .httpx import ResilientTransport, fetch_all
 
-    counter = _RetryCounter()
+    attempts = _Attempts()
     transport = ResilientTransport(
+        _counting(attempts),
         attempts=3,
         backoff=Backoff(initial=0.05, max=0.2),
         max_retry_after=MAX_RETRY_AFTER,
         limiter=KeyedRateLimiter(CLIENT_RATE, per=1.0),
         breaker=CircuitBreaker(failure_threshold=3, recovery_time=30.0),  # one per host
-        hooks=[counter],
     )
     batch = Batch()
     start = anyio.current_time()
     async with httpx.AsyncClient(transport=transport, timeout=5.0) as client:
-        budget = Budget(budget_seconds)  # one deadline for the whole batch
-
-        async def fetch(endpoint: Endpoint) -> int:
-            began = anyio.current_time()
-            try:
-                # The earlier of the batch budget and this request's own deadline.
-                with budget, deadline(per_request):
-                    response = await client.get(endpoint.url)
-                    response.raise_for_status()
-                    articles = response.json()["articles"]
-            finally:
-                endpoint.elapsed = anyio.current_time() - began
-            return len(articles)
-
-        results = await map_all(fetch, endpoints, max_at_once=max_at_once, return_exceptions=True)
+        # One slow source must not define the wall-clock: at the timeout the
+        # requests still running are cancelled, those not sent are never
+        # sent, and every finished outcome is kept.
+        results = await fetch_all(
+            client, [e.url for e in endpoints], max_at_once=max_at_once, timeout=batch_timeout
+        )
     batch.elapsed = anyio.current_time() - start
     for endpoint, result in zip(endpoints, results, strict=True):
-        endpoint.result = result
-        retries = counter.retries[f"GET {endpoint.url}"]
-        rejected = isinstance(result, outcome.Error) and isinstance(result.error, CircuitOpen)
-        endpoint.attempts = retries if rejected else retries + 1
-        batch.retries += retries
+        if isinstance(result, outcome.Error):
+            endpoint.result = outcome.Error(result.error)
+        else:
+            endpoint.result = outcome.Value(len(result.unwrap().json()["articles"]))
+        endpoint.attempts = attempts.count[endpoint.url]
+        endpoint.elapsed = attempts.elapsed(endpoint.url)
+        batch.retries += max(0, endpoint.attempts - 1)
     batch.open_circuits = [
         host
         for host, breaker in transport.breakers.items()
@@ -304,7 +320,7 @@ async def aggregate(
     return batch
 
 
-def _describe(endpoint: Endpoint) -> tuple[str, str]:
+def describe_outcome(endpoint: Endpoint) -> tuple[str, str]:
     """(short category for the summary, text for the table)."""
     import httpx
 
@@ -314,7 +330,9 @@ def _describe(endpoint: Endpoint) -> tuple[str, str]:
     assert isinstance(result, outcome.Error)
     error = result.error
     if isinstance(error, DeadlineExceeded):
-        return "timed out", f"timed out ({error})"
+        if not endpoint.attempts:
+            return "not sent", "not sent: the batch timed out first"
+        return "timed out", f"cut off at the batch timeout ({endpoint.elapsed:.2f} s)"
     if isinstance(error, CircuitOpen):
         if endpoint.attempts:
             return "circuit open", f"circuit open after {endpoint.attempts} failed"
@@ -331,9 +349,9 @@ def _describe(endpoint: Endpoint) -> tuple[str, str]:
     return type(error).__name__, f"{type(error).__name__}: {error}"
 
 
-def report(endpoints: Sequence[Endpoint], batch: Batch, upstream: _Upstream, out: TextIO) -> None:
+def report(endpoints: Sequence[Endpoint], batch: Batch, upstream: Upstream, out: TextIO) -> None:
     """Print the table, the summary line and what the policies did."""
-    rows = [(e, *_describe(e)) for e in endpoints]
+    rows = [(e, *describe_outcome(e)) for e in endpoints]
     name_width = max(len("endpoint"), *(len(e.name) for e in endpoints))
     upstream_width = max(len("upstream"), *(len(_KINDS[e.kind][1]) for e in endpoints))
     outcome_width = max(len("outcome"), *(len(text) for _, _, text in rows))
@@ -358,7 +376,7 @@ def report(endpoints: Sequence[Endpoint], batch: Batch, upstream: _Upstream, out
     details = ", ".join(f"{n} {category}" for category, n in sorted(categories.items()))
     print(
         f"summary: {ok} ok, {failed} failed{f' ({details})' if details else ''};"
-        f" {articles} articles in {batch.elapsed:.2f} s (budget {BATCH_BUDGET:g} s)",
+        f" {articles} articles in {batch.elapsed:.2f} s (batch timeout {BATCH_TIMEOUT:g} s)",
         file=out,
     )
     names = {f"127.0.0.1:{port}": host for host, port in upstream.ports.items()}
@@ -377,8 +395,8 @@ async def _demo(count: int, backend: str, out: TextIO) -> None:
         print(
             f"anyway demo on {backend}: {count} endpoints on {len(upstream.ports)} local hosts"
             " (an embedded server on 127.0.0.1)",
-            f"client: {PER_REQUEST:g} s deadline per request, {BATCH_BUDGET:g} s budget per"
-            f" batch, {MAX_AT_ONCE} at once, {CLIENT_RATE:g} requests/s per host, 3 attempts,"
+            f"client: fetch_all(timeout={BATCH_TIMEOUT:g}) keeps what finished in time,"
+            f" {MAX_AT_ONCE} at once, {CLIENT_RATE:g} requests/s per host, 3 attempts,"
             " a breaker per host",
             "",
             sep="\n",
@@ -394,7 +412,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m anyway demo",
         description=(
             "Fan out to many flaky, slow, rate-limited and dead HTTP endpoints of an"
-            " embedded local server with deadlines, retries, a per-host rate limit and"
+            " embedded local server with a batch timeout, retries, a per-host rate limit and"
             " circuit breaker, and print a partial-failure report."
         ),
     )
