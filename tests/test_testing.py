@@ -9,9 +9,12 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from anyway.testing import (
@@ -144,6 +147,104 @@ def test_abandoned_thread_does_not_freeze_time(backend: str) -> None:
     finally:
         release.set()
     assert end >= 10
+
+
+@contextmanager
+def hang_guard(seconds: float = 5.0) -> Iterator[None]:
+    """Fails the test instead of hanging when the loop's clock is stuck.
+
+    A stuck virtual clock fires no timeout: a real-time thread cancels the block.
+    """
+    token = anyio.lowlevel.current_token()
+    with anyio.CancelScope() as scope:
+        timer = threading.Timer(
+            seconds, anyio.from_thread.run_sync, (scope.cancel,), {"token": token}
+        )
+        timer.start()
+        try:
+            yield
+        finally:
+            timer.cancel()
+    assert not scope.cancelled_caught, f"hung for {seconds} real seconds"
+
+
+@pytest.mark.anyio
+@pytest.mark.foreign_clocks
+async def test_a_thread_waiting_on_the_loop_does_not_hold_the_clock(clock: Clock) -> None:
+    """A worker thread that calls back into the loop (from_thread.run) and
+    waits there is not busy: the loop's sleep must be able to end."""
+    start = clock.now()
+    with hang_guard():
+        await anyio.to_thread.run_sync(anyio.from_thread.run, anyio.sleep, 1)
+    assert clock.now() - start == clock.approx(1)
+
+
+@pytest.mark.parametrize("backend", VIRTUAL)
+def test_the_clock_is_held_again_when_the_loop_answers_the_thread(backend: str) -> None:
+    """Between two calls back into the loop the thread works on real time
+    again, and a concurrent busy thread holds the clock meanwhile."""
+    events: list[tuple[str, float]] = []
+
+    def waits_then_works() -> None:
+        anyio.from_thread.run(anyio.sleep, 1)
+        time.sleep(0.03)  # busy: a sleeper due at 1.5 must not wake yet
+        events.append(("worked", anyio.from_thread.run_sync(anyio.current_time)))
+        anyio.from_thread.run(anyio.sleep, 1)
+
+    async def sleeper() -> None:
+        await anyio.sleep(1.5)
+        events.append(("sleeper", anyio.current_time()))
+
+    async def main() -> float:
+        with hang_guard():
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(sleeper)
+                await anyio.to_thread.run_sync(waits_then_works)
+        return anyio.current_time()
+
+    end = anyio.run(main, backend=backend, backend_options=virtual_time_options(backend))
+    assert events == [("worked", 1.0), ("sleeper", 1.5)]
+    assert end == 2.0
+
+
+@pytest.mark.parametrize("backend", VIRTUAL)
+def test_an_abandoned_thread_waiting_on_the_loop_leaves_the_count_right(backend: str) -> None:
+    async def main() -> float:
+        with hang_guard():
+            with anyio.move_on_after(1):
+                await anyio.to_thread.run_sync(
+                    anyio.from_thread.run, anyio.sleep, 3, abandon_on_cancel=True
+                )
+            await anyio.sleep(10)  # the clock is free again, not held twice nor never
+            with anyio.move_on_after(5) as scope:
+                await anyio.to_thread.run_sync(time.sleep, 0.02)  # and held again
+        assert not scope.cancelled_caught
+        return anyio.current_time()
+
+    end = anyio.run(main, backend=backend, backend_options=virtual_time_options(backend))
+    assert end == 11.0
+
+
+def test_virtual_loop_used_directly_holds_the_clock_for_threads() -> None:
+    """VirtualTimeEventLoop as a bare loop_factory tracks worker threads, even
+    in a process where nothing else put anyio on virtual time first."""
+    code = """if True:
+        import time, anyio
+        from anyway.testing import VirtualTimeEventLoop
+
+        async def main():
+            with anyio.move_on_after(5) as scope:
+                await anyio.to_thread.run_sync(time.sleep, 0.05)
+            await anyio.to_thread.run_sync(anyio.from_thread.run, anyio.sleep, 1)
+            return scope.cancelled_caught, anyio.current_time()
+
+        opts = {"loop_factory": VirtualTimeEventLoop}
+        print(anyio.run(main, backend="asyncio", backend_options=opts))
+    """
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=30
+    )
+    assert out.stdout.strip() == "(False, 1.0)"
 
 
 def test_run_in_executor_is_tracked() -> None:
