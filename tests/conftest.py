@@ -8,18 +8,43 @@ Modules (or tests) marked ``foreign_clocks`` also run on two virtual clocks
 that nobody here wrote: looptime's event loop on asyncio (whose time is
 quantized to 1 us) and trio's own ``MockClock(autojump_threshold=0)``. They
 are counted under asyncio and trio in the ``backends:`` line.
+
+Hypothesis runs on the ``ci`` profile (derandomized, no example database)
+when ``CI`` is set, and under nox; locally on ``dev`` (random exploration,
+failures remembered in ``.hypothesis/``). ``HYPOTHESIS_PROFILE=...`` picks one.
 """
 
 from __future__ import annotations
 
 import gc
 import importlib.util
-from collections.abc import Iterator
+import os
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from anyway.testing import backend_id, backends, fresh_backend, is_virtual
+
+# Both start from hypothesis' defaults, not from whatever it auto-loaded.
+_DEFAULT = settings.get_profile("default")
+settings.register_profile(
+    "ci", _DEFAULT, derandomize=True, database=None, deadline=None, print_blob=True
+)
+settings.register_profile("dev", _DEFAULT, deadline=None, print_blob=True)
+
+
+def hypothesis_profile(environ: Mapping[str, str]) -> str:
+    """HYPOTHESIS_PROFILE if set, else ``ci`` when CI is set (and not false), else ``dev``."""
+    chosen = environ.get("HYPOTHESIS_PROFILE")
+    if chosen:
+        return chosen
+    ci = environ.get("CI", "").strip().lower()
+    return "ci" if ci not in ("", "0", "false", "no") else "dev"
+
+
+settings.load_profile(hypothesis_profile(os.environ))
 
 
 def _looptime_loop() -> Any:

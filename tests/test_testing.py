@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -30,6 +31,7 @@ from anyway.testing._pytest_plugin import Clock
 pytest_plugins = ["pytester"]
 
 HAVE_TRIO = importlib.util.find_spec("trio") is not None
+CONFTEST = Path(__file__).with_name("conftest.py")
 # Trio is optional: the tests_without_trio session runs this file without it.
 VIRTUAL = ["asyncio", "trio"] if HAVE_TRIO else ["asyncio"]
 
@@ -408,6 +410,34 @@ async def test_real_time_marker(clock: Clock) -> None:
     start = time.perf_counter()
     await anyio.sleep(0.01)
     assert time.perf_counter() - start >= 0.009
+
+
+def test_hypothesis_is_deterministic_in_ci(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What nox sets (and CI=true, which hypothesis honours itself): the "ci"
+    profile, derandomized, no example database (an earlier failure is never
+    replayed), no deadline."""
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.setenv("HYPOTHESIS_PROFILE", "ci")
+    pytester.makeconftest(CONFTEST.read_text())
+    pytester.makepyfile(
+        """
+from hypothesis import given, settings, strategies as st
+
+def test_profile():
+    assert settings.default.derandomize
+    assert settings.default.database is None
+    assert settings.default.deadline is None
+
+@given(st.integers())
+def test_runs(n):
+    assert isinstance(n, int)
+"""
+    )
+    result = pytester.runpytest_subprocess("-p", "anyio", "-p", "no:looptime_plugin")
+    result.assert_outcomes(passed=2)
+    assert not (pytester.path / ".hypothesis" / "examples").exists()
 
 
 def test_plugin_prints_backend_counts(pytester: pytest.Pytester) -> None:
