@@ -37,6 +37,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger("anyway")
+logger.addHandler(
+    logging.NullHandler()
+)  # a library prints nothing unless the app configures logging
 
 
 class CircuitState(enum.Enum):
