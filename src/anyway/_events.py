@@ -37,9 +37,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger("anyway")
-logger.addHandler(
-    logging.NullHandler()
-)  # a library prints nothing unless the app configures logging
+# A library prints nothing unless the application configures logging.
+logger.addHandler(logging.NullHandler())
 
 
 class CircuitState(enum.Enum):
