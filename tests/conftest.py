@@ -17,15 +17,13 @@ failures remembered in ``.hypothesis/``). ``HYPOTHESIS_PROFILE=...`` picks one.
 from __future__ import annotations
 
 import gc
-import importlib.util
 import os
 from collections.abc import Iterator, Mapping
-from typing import Any
 
 import pytest
 from hypothesis import settings
 
-from anyway.testing import backend_id, backends, fresh_backend, is_virtual
+from anyway.testing import backends, clock_id, foreign_clocks, fresh_backend, is_virtual
 
 # Both start from hypothesis' defaults, not from whatever it auto-loaded.
 _DEFAULT = settings.get_profile("default")
@@ -47,52 +45,12 @@ def hypothesis_profile(environ: Mapping[str, str]) -> str:
 settings.load_profile(hypothesis_profile(os.environ))
 
 
-def _looptime_loop() -> Any:
-    import looptime
-
-    return looptime.new_event_loop(start=0.0)
-
-
-_looptime_loop._anyway_kind = "foreign"  # type: ignore[attr-defined]
-_looptime_loop._anyway_clock = "looptime"  # type: ignore[attr-defined]
-_looptime_loop._anyway_resolution = 1e-6  # type: ignore[attr-defined]
-
-
-_FOREIGN_TRIO_CLOCKS: set[int] = set()
-
-
-def foreign_clock_backends() -> list[tuple[str, dict[str, Any]]]:
-    """looptime on asyncio and trio's plain MockClock, where installed."""
-    result: list[tuple[str, dict[str, Any]]] = []
-    if importlib.util.find_spec("looptime") is not None:
-        result.append(("asyncio", {"loop_factory": _looptime_loop}))
-    if importlib.util.find_spec("trio") is not None:
-        import trio.testing
-
-        clock = trio.testing.MockClock(autojump_threshold=0)
-        _FOREIGN_TRIO_CLOCKS.add(id(clock))
-        result.append(("trio", {"clock": clock}))
-    return result
-
-
-def clock_id(backend: object) -> str:
-    """asyncio, uvloop, trio, or the foreign clock's name (looptime, mockclock)."""
-    if isinstance(backend, tuple):
-        name, options = backend
-        kind = getattr(options.get("loop_factory"), "_anyway_clock", None)
-        if kind is not None:
-            return str(kind)
-        if name == "trio" and id(options.get("clock")) in _FOREIGN_TRIO_CLOCKS:
-            return "mockclock"
-    return backend_id(backend)
-
-
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "anyio_backend" not in metafunc.fixturenames:
         return
     params = backends(virtual_time=True)
     if metafunc.definition.get_closest_marker("foreign_clocks") is not None:
-        params = [*params, *foreign_clock_backends()]
+        params = [*params, *foreign_clocks()]
     metafunc.parametrize("anyio_backend", params, ids=clock_id, indirect=True)
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import math
+import os
 import subprocess
 import sys
 import threading
 import time
+import types
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,17 +20,24 @@ import anyio
 import anyio.lowlevel
 import pytest
 
+import anyway.testing
 from anyway.testing import (
+    Clock,
     VirtualTimeEventLoop,
     accelerated_uvloop_factory,
     backend_id,
     backends,
+    clock_id,
+    foreign_clocks,
+    fresh_backend,
     is_virtual,
     virtual_time_options,
 )
-from anyway.testing._pytest_plugin import Clock
 
+pytestmark = pytest.mark.anyio
 pytest_plugins = ["pytester"]
+# The plugin's own options for pytester runs: looptime's plugin needs pytest-asyncio.
+PLUGINS = ("-p", "anyio", "-p", "no:looptime_plugin")
 
 HAVE_TRIO = importlib.util.find_spec("trio") is not None
 CONFTEST = Path(__file__).with_name("conftest.py")
@@ -170,7 +179,6 @@ def hang_guard(seconds: float = 5.0) -> Iterator[None]:
     assert not scope.cancelled_caught, f"hung for {seconds} real seconds"
 
 
-@pytest.mark.anyio
 @pytest.mark.foreign_clocks
 async def test_a_thread_waiting_on_the_loop_does_not_hold_the_clock(clock: Clock) -> None:
     """A worker thread that calls back into the loop (from_thread.run) and
@@ -325,14 +333,6 @@ def test_autojump_threshold_waits_for_real_idleness(backend: str) -> None:
     assert time.perf_counter() - wall >= 0.01
 
 
-@pytest.mark.skipif(not HAVE_TRIO, reason="the trio-only leg of the no-trio session")
-def test_trio_clock_repr() -> None:
-    clock = virtual_time_options("trio")["clock"]
-    from anyway.testing._trio import _trackers
-
-    assert "busy=0" in repr(_trackers[clock])
-
-
 # --- backends() and friends --------------------------------------------------
 
 
@@ -345,9 +345,44 @@ def test_backends_lists_every_loop() -> None:
     assert [is_virtual(b) for b in virtual] == [True, False] + [True] * len(trio)
 
 
-def test_importing_anyway_does_not_import_trio() -> None:
-    code = "import sys, anyway, anyway.testing; assert 'trio' not in sys.modules, 'trio imported'"
+def test_importing_anyway_does_not_import_trio_or_pytest() -> None:
+    code = (
+        "import sys, anyway, anyway.testing;"
+        " imported = {'trio', 'pytest', 'looptime'} & set(sys.modules);"
+        " assert not imported, imported"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_foreign_clocks_are_named_and_virtual() -> None:
+    params = foreign_clocks()
+    trio = ["mockclock"] if HAVE_TRIO else []
+    assert [clock_id(p) for p in params] == ["looptime", *trio]
+    assert [backend_id(p) for p in params] == ["asyncio", *(["trio"] if HAVE_TRIO else [])]
+    assert all(is_virtual(p) for p in params)
+    assert [clock_id(b) for b in backends()] == [backend_id(b) for b in backends()]
+
+
+@pytest.mark.foreign_clocks
+async def test_clock_approx_allows_a_tick_per_wait_on_a_quantized_clock(clock: Clock) -> None:
+    """looptime keeps whole microseconds: each 1/3 s wait ends up to one tick
+    late, and waits computed from the last wake-up add up."""
+    start = clock.now()
+    for _ in range(3):
+        await anyio.sleep(1 / 3)
+    elapsed = clock.now() - start
+    assert elapsed == clock.approx(1.0, ticks=3)
+    assert elapsed != clock.approx(1.5, ticks=3)
+    assert clock.resolution == (1e-6 if clock.backend == "looptime" else 0.0)
+
+
+def test_clock_approx_on_a_quantized_clock() -> None:
+    clock = Clock("looptime", virtual=True, tolerance=1e-6, resolution=1e-6)
+    assert clock.approx(1.0, ticks=3) == 1.000002
+    assert clock.approx(1.0) != 1.000002  # one wait: at most one tick late
+    assert clock.approx(1.0) == 0.999999  # a due time computed before a late tick
+    assert clock.approx(1.0, ticks=3) != 0.999998  # never more than a tick early
+    assert "resolution=1e-06" in repr(clock)
 
 
 def test_backend_id_of_plain_values() -> None:
@@ -384,7 +419,6 @@ def test_accelerated_uvloop_runs_faster() -> None:
 # --- the fixtures, through the real plugin ------------------------------------
 
 
-@pytest.mark.anyio
 async def test_clock_fixture_measures_loop_time(clock: Clock) -> None:
     start = clock.now()
     await anyio.sleep(1.5)
@@ -392,18 +426,38 @@ async def test_clock_fixture_measures_loop_time(clock: Clock) -> None:
     assert clock.now() - start != clock.approx(3.0)
 
 
-@pytest.mark.anyio
-async def test_virtual_time_starts_at_zero_in_each_test(clock: Clock, anyio_backend: Any) -> None:
-    if clock.virtual:
-        assert clock.now() == 0.0
+def _request(param: object, *markers: str) -> Any:
+    """What fresh_backend reads from pytest's request: the param and the markers."""
+    node = types.SimpleNamespace(
+        get_closest_marker=lambda name: getattr(pytest.mark, name).mark if name in markers else None
+    )
+    return types.SimpleNamespace(param=param, node=node)
+
+
+VIRTUAL_PARAMS = [b for b in [*backends(virtual_time=True), *foreign_clocks()] if is_virtual(b)]
+
+
+@pytest.mark.parametrize("param", VIRTUAL_PARAMS, ids=clock_id)
+def test_fresh_backend_starts_every_test_at_zero(param: Any) -> None:
+    async def main() -> float:
+        start = anyio.current_time()
         await anyio.sleep(7)
-        assert clock.now() == 7.0
-    else:
-        assert backend_id(anyio_backend) == "uvloop"
-        assert "tolerance" in repr(clock)
+        return start
+
+    for _ in range(2):  # the second test does not inherit the first one's time
+        fresh = fresh_backend(_request(param))
+        assert isinstance(fresh, tuple)
+        name, options = fresh
+        assert anyio.run(main, backend=name, backend_options=options) == 0.0
 
 
-@pytest.mark.anyio
+@pytest.mark.parametrize("param", VIRTUAL_PARAMS, ids=clock_id)
+def test_fresh_backend_puts_real_time_tests_on_real_time(param: Any) -> None:
+    fresh = fresh_backend(_request(param, "real_time"))
+    assert not is_virtual(fresh)
+    assert backend_id(fresh) == backend_id(param)
+
+
 @pytest.mark.real_time
 async def test_real_time_marker(clock: Clock) -> None:
     assert not clock.virtual
@@ -420,6 +474,9 @@ def test_hypothesis_is_deterministic_in_ci(
     replayed), no deadline."""
     monkeypatch.delenv("CI", raising=False)
     monkeypatch.setenv("HYPOTHESIS_PROFILE", "ci")
+    # the subprocess imports this anyway, wherever it comes from
+    source = str(Path(anyway.testing.__file__).parents[2])
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([source, os.environ.get("PYTHONPATH", "")]))
     pytester.makeconftest(CONFTEST.read_text())
     pytester.makepyfile(
         """
@@ -435,7 +492,7 @@ def test_runs(n):
     assert isinstance(n, int)
 """
     )
-    result = pytester.runpytest_subprocess("-p", "anyio", "-p", "no:looptime_plugin")
+    result = pytester.runpytest_subprocess(*PLUGINS)
     result.assert_outcomes(passed=2)
     assert not (pytester.path / ".hypothesis" / "examples").exists()
 
@@ -455,13 +512,11 @@ def anyio_backend(request):
         """
 import anyio, pytest
 
-@pytest.mark.anyio
 async def test_sleep(clock):
     start = clock.now()
     await anyio.sleep(5)
     assert clock.now() - start == clock.approx(5)
 
-@pytest.mark.anyio
 async def test_skipped_on_trio(anyio_backend):
     if anyio_backend[0] == "trio":
         pytest.skip("not counted")
@@ -470,7 +525,7 @@ def test_sync():
     pass
 """
     )
-    result = pytester.runpytest_inprocess("-p", "anyio", "-p", "no:looptime_plugin", "-v")
+    result = pytester.runpytest_inprocess(*PLUGINS, "-v")
     if HAVE_TRIO:
         result.assert_outcomes(passed=6, skipped=1)
         counts = "backends: asyncio=2 uvloop=2 trio=1"
@@ -478,6 +533,69 @@ def test_sync():
         result.assert_outcomes(passed=5)
         counts = "backends: asyncio=2 uvloop=2 trio=0"
     result.stdout.fnmatch_lines(["*test_sleep?asyncio? PASSED*", counts])
+
+
+FOREIGN_CONFTEST = """
+import pytest
+from anyway.testing import backends, clock_id, foreign_clocks, fresh_backend
+
+def pytest_generate_tests(metafunc):
+    if "anyio_backend" in metafunc.fixturenames:
+        params = [*backends(virtual_time=True), *foreign_clocks()]
+        metafunc.parametrize("anyio_backend", params, ids=clock_id, indirect=True)
+
+@pytest.fixture
+def anyio_backend(request):
+    return fresh_backend(request)
+"""
+
+
+def test_plugin_counts_foreign_clocks_and_ends_with_the_backends_line(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeconftest(FOREIGN_CONFTEST)
+    pytester.makepyfile(
+        """
+import anyio, pytest
+
+pytestmark = pytest.mark.anyio
+
+async def test_sleep(clock):
+    start = clock.now()
+    await anyio.sleep(1 / 3)
+    assert clock.now() - start == clock.approx(1 / 3)
+"""
+    )
+    result = pytester.runpytest_inprocess(*PLUGINS, "-v")
+    if HAVE_TRIO:
+        result.assert_outcomes(passed=5)
+        lines = ["*test_sleep?looptime? PASSED*", "*test_sleep?mockclock? PASSED*"]
+        lines += ["foreign clocks: looptime=1 mockclock=1", "backends: asyncio=2 uvloop=1 trio=2"]
+    else:
+        result.assert_outcomes(passed=3)
+        lines = ["foreign clocks: looptime=1 mockclock=0", "backends: asyncio=2 uvloop=1 trio=0"]
+    result.stdout.fnmatch_lines(lines, consecutive=False)
+    summary = [line for line in result.outlines if line.startswith(("backends:", "foreign"))]
+    assert summary == lines[-2:]
+    # the backends line is the last one before pytest's own summary
+    assert result.outlines[result.outlines.index(lines[-1]) + 1].startswith("=")
+
+
+def test_plugin_prints_no_counts_when_nothing_ran(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(FOREIGN_CONFTEST)
+    pytester.makepyfile(
+        """
+import pytest
+
+@pytest.mark.anyio
+async def test_nothing():
+    pass
+"""
+    )
+    result = pytester.runpytest_inprocess(*PLUGINS, "--collect-only")
+    assert not [line for line in result.outlines if line.startswith(("backends:", "foreign"))]
+    result = pytester.runpytest_inprocess(*PLUGINS, "-k", "no_such_test")
+    assert not [line for line in result.outlines if line.startswith(("backends:", "foreign"))]
 
 
 @pytest.mark.parametrize("backend", VIRTUAL)
@@ -500,20 +618,20 @@ def test_virtual_time_far_from_zero_keeps_moving(backend: str) -> None:
 
 @pytest.mark.skipif(not HAVE_TRIO, reason="the trio-only leg of the no-trio session")
 def test_trio_thread_tracking_only_under_our_clock() -> None:
-    import trio
+    """Somebody else's MockClock keeps its own behaviour (it jumps over the
+    thread), even once anyway's tracking is installed."""
     import trio.testing
 
-    from anyway.testing._trio import current_virtual_clock
+    virtual_time_options("trio")  # installs the tracking
 
-    assert current_virtual_clock() is None  # outside Trio
+    async def main() -> float:
+        with anyio.move_on_after(5):
+            await anyio.to_thread.run_sync(time.sleep, 0.02)
+        return anyio.current_time()
 
-    async def plain() -> object:
-        # threads under somebody else's clock (or the default one) are not tracked
-        await anyio.to_thread.run_sync(time.sleep, 0)
-        return current_virtual_clock()
-
-    assert trio.run(plain) is None
-    assert trio.run(plain, clock=trio.testing.MockClock()) is None
+    plain = {"clock": trio.testing.MockClock(autojump_threshold=0)}
+    assert anyio.run(main, backend="trio", backend_options=plain) == 5.0
+    assert anyio.run(main, backend="trio", backend_options=virtual_time_options("trio")) == 0.0
 
 
 @pytest.mark.parametrize("backend", VIRTUAL)
