@@ -581,6 +581,51 @@ async def test_sleep(clock):
     assert result.outlines[result.outlines.index(lines[-1]) + 1].startswith("=")
 
 
+CHOSEN_TESTS = """
+import anyio, pytest
+
+pytestmark = pytest.mark.anyio
+
+async def test_sleep(clock):
+    start = clock.now()
+    await anyio.sleep(2)
+    assert clock.now() - start == clock.approx(2)
+
+def test_sync():
+    pass
+"""
+
+
+@pytest.mark.parametrize("where", ["command line", "ini"])
+def test_anyio_backends_option_chooses_the_loops(pytester: pytest.Pytester, where: str) -> None:
+    pytester.makeconftest(FOREIGN_CONFTEST)
+    pytester.makepyfile(CHOSEN_TESTS)
+    if where == "ini":
+        pytester.makeini("[pytest]\nanyio_backends = uvloop, looptime\n")
+        result = pytester.runpytest_inprocess(*PLUGINS, "-v")
+    else:
+        result = pytester.runpytest_inprocess(*PLUGINS, "-v", "--anyio-backends=uvloop,looptime")
+    result.assert_outcomes(passed=3, deselected=3 if HAVE_TRIO else 1)
+    result.stdout.fnmatch_lines(
+        [
+            "*test_sleep?uvloop? PASSED*",
+            "*test_sleep?looptime? PASSED*",
+            "*test_sync PASSED*",
+            "backends: asyncio=1 uvloop=1 trio=0",
+        ]
+    )
+    assert "test_sleep[asyncio]" not in result.stdout.str()
+
+
+def test_anyio_backends_option_names_the_valid_loops(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(CHOSEN_TESTS)
+    result = pytester.runpytest_inprocess(*PLUGINS, "--anyio-backends=asyncio,tokio")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["*unknown loop 'tokio'*asyncio, uvloop, trio, looptime, mockclock*"]
+    )
+
+
 def test_plugin_prints_no_counts_when_nothing_ran(pytester: pytest.Pytester) -> None:
     pytester.makeconftest(FOREIGN_CONFTEST)
     pytester.makepyfile(

@@ -10,7 +10,10 @@ It adds:
 * a closing line ``backends: asyncio=N uvloop=N trio=N`` counting the tests
   that ran on each loop, after a ``foreign clocks: looptime=N mockclock=N``
   line when tests ran on :func:`~anyway.testing.foreign_clocks` (they count
-  under asyncio and trio too). Nothing is printed when no test ran.
+  under asyncio and trio too). Nothing is printed when no test ran;
+* the ``--anyio-backends=asyncio,trio`` option (ini: ``anyio_backends``):
+  run the async tests only on the named loops and clocks (their test ids:
+  asyncio, uvloop, trio, looptime, mockclock); the other legs are deselected.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from ._backends import backend_id
+from ._backends import backend_id, clock_id
 from ._clock import Clock, clock_for
 from ._foreign import foreign_clock
 
@@ -47,16 +50,30 @@ class _BackendCounter:
         self.ran = False
         self.foreign_ran = False
 
-    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+    def pytest_collection_modifyitems(
+        self, config: pytest.Config, items: list[pytest.Item]
+    ) -> None:
+        chosen = _chosen_backends(config)
+        kept: list[pytest.Item] = []
+        deselected: list[pytest.Item] = []
         for item in items:
             callspec = getattr(item, "callspec", None)
-            if callspec is not None and "anyio_backend" in callspec.params:
-                param = callspec.params["anyio_backend"]
-                foreign = foreign_clock(param)
-                self.by_item[item.nodeid] = (
-                    backend_id(param),
-                    None if foreign is None else foreign.name,
-                )
+            if callspec is None or "anyio_backend" not in callspec.params:
+                kept.append(item)
+                continue
+            param = callspec.params["anyio_backend"]
+            if chosen is not None and clock_id(param) not in chosen:
+                deselected.append(item)
+                continue
+            kept.append(item)
+            foreign = foreign_clock(param)
+            self.by_item[item.nodeid] = (
+                backend_id(param),
+                None if foreign is None else foreign.name,
+            )
+        if deselected:
+            config.hook.pytest_deselected(items=deselected)
+            items[:] = kept
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         clock = self.by_item.get(report.nodeid)
@@ -78,6 +95,36 @@ class _BackendCounter:
             terminalreporter.write_line("foreign clocks: " + _counts(self.foreign, _FOREIGN_ORDER))
         # the last line, in this exact form: CI greps it
         terminalreporter.write_line("backends: " + _counts(self.loops, _BACKEND_ORDER))
+
+
+_OPTION_HELP = (
+    "run async tests only on these loops and clocks, comma-separated test ids:"
+    " asyncio, uvloop, trio, looptime, mockclock (default: every one the suite parametrizes)"
+)
+
+
+def _chosen_backends(config: pytest.Config) -> frozenset[str] | None:
+    """The --anyio-backends (or anyio_backends ini) choice; None: all of them."""
+    value = config.getoption("anyway_backends") or config.getini("anyio_backends")
+    names = [name.strip() for name in str(value or "").split(",") if name.strip()]
+    if not names:
+        return None
+    known = (*_BACKEND_ORDER, *_FOREIGN_ORDER)
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise pytest.UsageError(
+            f"--anyio-backends / anyio_backends: unknown loop {unknown[0]!r};"
+            f" use comma-separated names from {', '.join(known)}, e.g. --anyio-backends=asyncio,trio"
+        )
+    return frozenset(names)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("anyway", "anyway: loops and virtual time")
+    group.addoption(
+        "--anyio-backends", dest="anyway_backends", default=None, metavar="NAMES", help=_OPTION_HELP
+    )
+    parser.addini("anyio_backends", _OPTION_HELP, default="")
 
 
 def _counts(counts: Counter[str], first: tuple[str, ...]) -> str:
