@@ -58,6 +58,12 @@ class Clock:
     ``late_tolerance`` (plus 25 %) late: exact timing is checked on the
     virtual loops; the real-time leg checks behaviour and that nothing happens
     early.
+
+    Attributes: ``backend``, the leg's test id (asyncio, uvloop, trio,
+    looptime, mockclock); ``virtual``, whether the loop runs on virtual time;
+    ``tolerance`` and ``late_tolerance``, how early and how late (seconds of
+    clock time) a duration may come; ``resolution``, the clock's tick
+    (looptime: ``1e-06``; ``0.0`` for a float clock).
     """
 
     __slots__ = ("backend", "late_tolerance", "resolution", "tolerance", "virtual")
@@ -71,15 +77,10 @@ class Clock:
         late_tolerance: float | None = None,
         resolution: float = 0.0,
     ) -> None:
-        #: The test id of the clock: asyncio, uvloop, trio, looptime, mockclock.
         self.backend = backend
-        #: Whether the loop runs on virtual time.
         self.virtual = virtual
-        #: How early (seconds of clock time) a duration may come.
         self.tolerance = tolerance
-        #: How late a duration may come, plus 25 % on real time.
         self.late_tolerance = tolerance if late_tolerance is None else late_tolerance
-        #: The clock's tick (looptime: 1e-6), 0.0 for a float clock.
         self.resolution = resolution
 
     def __repr__(self) -> str:

@@ -34,8 +34,7 @@ class ForeignClock:
     """What anyway knows about a foreign clock: its test id and its tick."""
 
     name: str
-    #: The clock's quantum in seconds (0.0: a float clock).
-    resolution: float
+    resolution: float  # the clock's tick in seconds (0.0: a float clock)
 
 
 LOOPTIME = ForeignClock("looptime", 1e-6)
