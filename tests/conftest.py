@@ -48,6 +48,8 @@ settings.load_profile(hypothesis_profile(os.environ))
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "anyio_backend" not in metafunc.fixturenames:
         return
+    if metafunc.definition.get_closest_marker("virtual_time") is not None:
+        return  # the anyway plugin parametrizes it (over the same backends)
     params = backends(virtual_time=True)
     if metafunc.definition.get_closest_marker("foreign_clocks") is not None:
         params = [*params, *foreign_clocks()]

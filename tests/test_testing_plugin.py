@@ -290,3 +290,72 @@ async def test_nothing():
     assert not [line for line in result.outlines if line.startswith(("backends:", "foreign"))]
     result = pytester.runpytest_inprocess(*PLUGINS, "-k", "no_such_test")
     assert not [line for line in result.outlines if line.startswith(("backends:", "foreign"))]
+
+
+VIRTUAL_TIME_TESTS = """
+import anyio, pytest, time
+
+pytestmark = pytest.mark.anyio
+
+@pytest.mark.virtual_time
+@pytest.mark.parametrize("seconds", [1, 2])
+async def test_marked(clock, seconds):
+    assert clock.virtual or clock.backend == "uvloop"  # uvloop: accelerated real time
+    start = clock.now()
+    await anyio.sleep(seconds)
+    assert clock.now() - start == clock.approx(seconds)
+
+async def test_unmarked(anyio_backend):
+    start = time.monotonic()
+    await anyio.sleep(0.01)
+    assert time.monotonic() - start >= 0.009  # real time
+"""
+
+
+def test_virtual_time_marker_without_a_conftest(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(VIRTUAL_TIME_TESTS)
+    result = pytester.runpytest_inprocess(*PLUGINS, "-v")
+    trio = 1 if HAVE_TRIO else 0
+    result.assert_outcomes(passed=2 * (2 + trio) + 1 + trio)
+    result.stdout.fnmatch_lines(
+        [
+            "*test_marked?1-asyncio? PASSED*",
+            "*test_marked?1-uvloop? PASSED*",
+            *(["*test_marked?2-trio? PASSED*"] if HAVE_TRIO else []),
+        ]
+    )
+    assert "test_unmarked[uvloop]" not in result.stdout.str()
+
+
+def test_virtual_time_marker_is_exact_on_the_virtual_loops(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(VIRTUAL_TIME_TESTS)
+    result = pytester.runpytest_inprocess(*PLUGINS, "-v", "--anyio-backends=asyncio,trio")
+    trio = 1 if HAVE_TRIO else 0
+    result.assert_outcomes(passed=2 * (1 + trio) + 1 + trio, deselected=2)
+
+
+def test_virtual_time_marker_with_a_backend_fixture(pytester: pytest.Pytester) -> None:
+    """A conftest whose anyio_backend fixture has params (real time here): the
+    marked test's own parametrization wins, through the fixture."""
+    pytester.makeconftest(
+        """
+import pytest
+from anyway.testing import backend_id, backends, fresh_backend
+
+@pytest.fixture(params=backends(), ids=backend_id)
+def anyio_backend(request):
+    return fresh_backend(request)
+"""
+    )
+    pytester.makepyfile(VIRTUAL_TIME_TESTS)
+    result = pytester.runpytest_inprocess(*PLUGINS, "-v", "--anyio-backends=asyncio,trio")
+    trio = 1 if HAVE_TRIO else 0
+    result.assert_outcomes(passed=2 * (1 + trio) + 1 + trio, deselected=3)
+
+
+@pytest.mark.virtual_time
+async def test_virtual_time_marker_in_a_suite_that_parametrizes_itself(clock: Clock) -> None:
+    """This suite's conftest steps aside for marked tests: no duplicate parametrization."""
+    start = clock.now()
+    await anyio.sleep(2)
+    assert clock.now() - start == clock.approx(2)

@@ -11,6 +11,8 @@ It adds:
   that ran on each loop, after a ``foreign clocks: looptime=N mockclock=N``
   line when tests ran on :func:`~anyway.testing.foreign_clocks` (they count
   under asyncio and trio too). Nothing is printed when no test ran;
+* the ``virtual_time`` marker: an async test marked with it runs on virtual
+  time on asyncio and Trio (and accelerated uvloop), without a conftest;
 * the ``--anyio-backends=asyncio,trio`` option (ini: ``anyio_backends``):
   run the async tests only on the named loops and clocks (their test ids:
   asyncio, uvloop, trio, looptime, mockclock); the other legs are deselected.
@@ -23,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from ._backends import backend_id, clock_id
+from ._backends import backend_id, backends, clock_id
 from ._clock import Clock, clock_for
 from ._foreign import foreign_clock
 
@@ -144,4 +146,26 @@ def pytest_configure(config: pytest.Config) -> None:
         "foreign_clocks: also run this test on virtual clocks nobody here wrote"
         " (looptime on asyncio, trio's MockClock) where the suite's conftest provides them",
     )
+    config.addinivalue_line(
+        "markers",
+        "virtual_time: run this async test on virtual time on asyncio, uvloop (accelerated)"
+        " and trio, in a suite that does not parametrize anyio_backend itself",
+    )
     config.pluginmanager.register(_BackendCounter(), "anyway-backend-counter")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """The ``virtual_time`` marker: the test parametrizes ``anyio_backend``
+    over ``backends(virtual_time=True)`` itself, as if it carried that
+    ``parametrize`` mark (so it takes precedence over the fixture's params)."""
+    definition = metafunc.definition
+    if (
+        "anyio_backend" in metafunc.fixturenames
+        and definition.get_closest_marker("virtual_time") is not None
+    ):
+        definition.add_marker(
+            pytest.mark.parametrize(
+                "anyio_backend", backends(virtual_time=True), ids=clock_id, indirect=True
+            )
+        )
