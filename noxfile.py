@@ -8,6 +8,7 @@ present, else virtualenv.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -44,7 +45,12 @@ def group(name: str) -> list[str]:
 
 
 def _pytest(session: nox.Session, *extra: str) -> None:
-    env = {"COVERAGE_FILE": str(ROOT / f".coverage.{session.name}")}
+    # Hypothesis' "ci" profile (tests/conftest.py): derandomized, no example
+    # database, so that a run never replays a failure from an earlier one.
+    env = {
+        "COVERAGE_FILE": str(ROOT / f".coverage.{session.name}"),
+        "HYPOTHESIS_PROFILE": os.environ.get("HYPOTHESIS_PROFILE", "ci"),
+    }
     session.run("coverage", "erase", env=env)
     session.run("coverage", "run", "-m", "pytest", *extra, *session.posargs, env=env)
     session.run("coverage", "report", "--skip-covered", env=env)

@@ -8,66 +8,51 @@ Modules (or tests) marked ``foreign_clocks`` also run on two virtual clocks
 that nobody here wrote: looptime's event loop on asyncio (whose time is
 quantized to 1 us) and trio's own ``MockClock(autojump_threshold=0)``. They
 are counted under asyncio and trio in the ``backends:`` line.
+
+Hypothesis runs on the ``ci`` profile (derandomized, no example database)
+when ``CI`` is set, and under nox; locally on ``dev`` (random exploration,
+failures remembered in ``.hypothesis/``). ``HYPOTHESIS_PROFILE=...`` picks one.
 """
 
 from __future__ import annotations
 
 import gc
-import importlib.util
-from collections.abc import Iterator
-from typing import Any
+import os
+from collections.abc import Iterator, Mapping
 
 import pytest
+from hypothesis import settings
 
-from anyway.testing import backend_id, backends, fresh_backend, is_virtual
+from anyway.testing import backends, clock_id, foreign_clocks, fresh_backend, is_virtual
 
-
-def _looptime_loop() -> Any:
-    import looptime
-
-    return looptime.new_event_loop(start=0.0)
-
-
-_looptime_loop._anyway_kind = "foreign"  # type: ignore[attr-defined]
-_looptime_loop._anyway_clock = "looptime"  # type: ignore[attr-defined]
-_looptime_loop._anyway_resolution = 1e-6  # type: ignore[attr-defined]
+# Both start from hypothesis' defaults, not from whatever it auto-loaded.
+_DEFAULT = settings.get_profile("default")
+settings.register_profile(
+    "ci", _DEFAULT, derandomize=True, database=None, deadline=None, print_blob=True
+)
+settings.register_profile("dev", _DEFAULT, deadline=None, print_blob=True)
 
 
-_FOREIGN_TRIO_CLOCKS: set[int] = set()
+def hypothesis_profile(environ: Mapping[str, str]) -> str:
+    """HYPOTHESIS_PROFILE if set, else ``ci`` when CI is set (and not false), else ``dev``."""
+    chosen = environ.get("HYPOTHESIS_PROFILE")
+    if chosen:
+        return chosen
+    ci = environ.get("CI", "").strip().lower()
+    return "ci" if ci not in ("", "0", "false", "no") else "dev"
 
 
-def foreign_clock_backends() -> list[tuple[str, dict[str, Any]]]:
-    """looptime on asyncio and trio's plain MockClock, where installed."""
-    result: list[tuple[str, dict[str, Any]]] = []
-    if importlib.util.find_spec("looptime") is not None:
-        result.append(("asyncio", {"loop_factory": _looptime_loop}))
-    if importlib.util.find_spec("trio") is not None:
-        import trio.testing
-
-        clock = trio.testing.MockClock(autojump_threshold=0)
-        _FOREIGN_TRIO_CLOCKS.add(id(clock))
-        result.append(("trio", {"clock": clock}))
-    return result
-
-
-def clock_id(backend: object) -> str:
-    """asyncio, uvloop, trio, or the foreign clock's name (looptime, mockclock)."""
-    if isinstance(backend, tuple):
-        name, options = backend
-        kind = getattr(options.get("loop_factory"), "_anyway_clock", None)
-        if kind is not None:
-            return str(kind)
-        if name == "trio" and id(options.get("clock")) in _FOREIGN_TRIO_CLOCKS:
-            return "mockclock"
-    return backend_id(backend)
+settings.load_profile(hypothesis_profile(os.environ))
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "anyio_backend" not in metafunc.fixturenames:
         return
+    if metafunc.definition.get_closest_marker("virtual_time") is not None:
+        return  # the anyway plugin parametrizes it (over the same backends)
     params = backends(virtual_time=True)
     if metafunc.definition.get_closest_marker("foreign_clocks") is not None:
-        params = [*params, *foreign_clock_backends()]
+        params = [*params, *foreign_clocks()]
     metafunc.parametrize("anyio_backend", params, ids=clock_id, indirect=True)
 
 

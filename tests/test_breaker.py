@@ -32,7 +32,7 @@ from anyway import (
     add_hook,
     remove_hook,
 )
-from anyway.testing._pytest_plugin import Clock
+from anyway.testing import Clock
 
 pytestmark = pytest.mark.anyio
 

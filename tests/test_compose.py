@@ -29,7 +29,7 @@ from anyway import (
     RetryScheduled,
     resilient,
 )
-from anyway.testing._pytest_plugin import Clock
+from anyway.testing import Clock
 
 pytestmark = pytest.mark.anyio
 

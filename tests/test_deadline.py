@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 import anyway
 from anyway import Budget, DeadlineExceeded, DeadlineExpired, Event
-from anyway.testing._pytest_plugin import Clock
+from anyway.testing import Clock
 
 pytestmark = pytest.mark.anyio
 

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import anyway
-from anyway.testing._pytest_plugin import Clock
+from anyway.testing import Clock
 
 pytestmark = [pytest.mark.anyio, pytest.mark.foreign_clocks]
 

@@ -32,8 +32,7 @@ from anyway import (
     retry,
     retrying,
 )
-from anyway.testing import cap_attempts, no_backoff
-from anyway.testing._pytest_plugin import Clock
+from anyway.testing import Clock, cap_attempts, no_backoff
 
 
 class Transient(Exception):

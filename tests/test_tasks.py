@@ -19,7 +19,7 @@ from outcome import Error, Value
 import anyway
 import anyway._tasks
 from anyway._tasks import UNSIZED_WINDOW
-from anyway.testing._pytest_plugin import Clock
+from anyway.testing import Clock
 
 pytestmark = pytest.mark.anyio
 

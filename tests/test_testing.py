@@ -1,4 +1,5 @@
-"""anyway.testing: virtual time on asyncio and Trio, backends(), the plugin."""
+"""anyway.testing: virtual time on asyncio and Trio, worker threads under it,
+backends(). The pytest side is in test_testing_plugin.py."""
 
 from __future__ import annotations
 
@@ -9,12 +10,15 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from anyway.testing import (
+    Clock,
     VirtualTimeEventLoop,
     accelerated_uvloop_factory,
     backend_id,
@@ -22,9 +26,8 @@ from anyway.testing import (
     is_virtual,
     virtual_time_options,
 )
-from anyway.testing._pytest_plugin import Clock
 
-pytest_plugins = ["pytester"]
+pytestmark = pytest.mark.anyio
 
 HAVE_TRIO = importlib.util.find_spec("trio") is not None
 # Trio is optional: the tests_without_trio session runs this file without it.
@@ -146,6 +149,103 @@ def test_abandoned_thread_does_not_freeze_time(backend: str) -> None:
     assert end >= 10
 
 
+@contextmanager
+def hang_guard(seconds: float = 5.0) -> Iterator[None]:
+    """Fails the test instead of hanging when the loop's clock is stuck.
+
+    A stuck virtual clock fires no timeout: a real-time thread cancels the block.
+    """
+    token = anyio.lowlevel.current_token()
+    with anyio.CancelScope() as scope:
+        timer = threading.Timer(
+            seconds, anyio.from_thread.run_sync, (scope.cancel,), {"token": token}
+        )
+        timer.start()
+        try:
+            yield
+        finally:
+            timer.cancel()
+    assert not scope.cancelled_caught, f"hung for {seconds} real seconds"
+
+
+@pytest.mark.foreign_clocks
+async def test_a_thread_waiting_on_the_loop_does_not_hold_the_clock(clock: Clock) -> None:
+    """A worker thread that calls back into the loop (from_thread.run) and
+    waits there is not busy: the loop's sleep must be able to end."""
+    start = clock.now()
+    with hang_guard():
+        await anyio.to_thread.run_sync(anyio.from_thread.run, anyio.sleep, 1)
+    assert clock.now() - start == clock.approx(1)
+
+
+@pytest.mark.parametrize("backend", VIRTUAL)
+def test_the_clock_is_held_again_when_the_loop_answers_the_thread(backend: str) -> None:
+    """Between two calls back into the loop the thread works on real time
+    again, and a concurrent busy thread holds the clock meanwhile."""
+    events: list[tuple[str, float]] = []
+
+    def waits_then_works() -> None:
+        anyio.from_thread.run(anyio.sleep, 1)
+        time.sleep(0.03)  # busy: a sleeper due at 1.5 must not wake yet
+        events.append(("worked", anyio.from_thread.run_sync(anyio.current_time)))
+        anyio.from_thread.run(anyio.sleep, 1)
+
+    async def sleeper() -> None:
+        await anyio.sleep(1.5)
+        events.append(("sleeper", anyio.current_time()))
+
+    async def main() -> float:
+        with hang_guard():
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(sleeper)
+                await anyio.to_thread.run_sync(waits_then_works)
+        return anyio.current_time()
+
+    end = anyio.run(main, backend=backend, backend_options=virtual_time_options(backend))
+    assert events == [("worked", 1.0), ("sleeper", 1.5)]
+    assert end == 2.0
+
+
+@pytest.mark.parametrize("backend", VIRTUAL)
+def test_an_abandoned_thread_waiting_on_the_loop_leaves_the_count_right(backend: str) -> None:
+    async def main() -> float:
+        with hang_guard():
+            with anyio.move_on_after(1):
+                await anyio.to_thread.run_sync(
+                    anyio.from_thread.run, anyio.sleep, 3, abandon_on_cancel=True
+                )
+            await anyio.sleep(10)  # the clock is free again, not held twice nor never
+            with anyio.move_on_after(5) as scope:
+                await anyio.to_thread.run_sync(time.sleep, 0.02)  # and held again
+        assert not scope.cancelled_caught
+        return anyio.current_time()
+
+    end = anyio.run(main, backend=backend, backend_options=virtual_time_options(backend))
+    assert end == 11.0
+
+
+def test_virtual_loop_used_directly_holds_the_clock_for_threads() -> None:
+    """VirtualTimeEventLoop as a bare loop_factory tracks worker threads, even
+    in a process where nothing else put anyio on virtual time first."""
+    code = """if True:
+        import time, anyio
+        from anyway.testing import VirtualTimeEventLoop
+
+        async def main():
+            with anyio.move_on_after(5) as scope:
+                await anyio.to_thread.run_sync(time.sleep, 0.05)
+            await anyio.to_thread.run_sync(anyio.from_thread.run, anyio.sleep, 1)
+            return scope.cancelled_caught, anyio.current_time()
+
+        opts = {"loop_factory": VirtualTimeEventLoop}
+        print(anyio.run(main, backend="asyncio", backend_options=opts))
+    """
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=30
+    )
+    assert out.stdout.strip() == "(False, 1.0)"
+
+
 def test_run_in_executor_is_tracked() -> None:
     async def main() -> tuple[bool, float]:
         loop = asyncio.get_running_loop()
@@ -222,14 +322,6 @@ def test_autojump_threshold_waits_for_real_idleness(backend: str) -> None:
     assert time.perf_counter() - wall >= 0.01
 
 
-@pytest.mark.skipif(not HAVE_TRIO, reason="the trio-only leg of the no-trio session")
-def test_trio_clock_repr() -> None:
-    clock = virtual_time_options("trio")["clock"]
-    from anyway.testing._trio import _trackers
-
-    assert "busy=0" in repr(_trackers[clock])
-
-
 # --- backends() and friends --------------------------------------------------
 
 
@@ -242,8 +334,12 @@ def test_backends_lists_every_loop() -> None:
     assert [is_virtual(b) for b in virtual] == [True, False] + [True] * len(trio)
 
 
-def test_importing_anyway_does_not_import_trio() -> None:
-    code = "import sys, anyway, anyway.testing; assert 'trio' not in sys.modules, 'trio imported'"
+def test_importing_anyway_does_not_import_trio_or_pytest() -> None:
+    code = (
+        "import sys, anyway, anyway.testing;"
+        " imported = {'trio', 'pytest', 'looptime'} & set(sys.modules);"
+        " assert not imported, imported"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -278,77 +374,6 @@ def test_accelerated_uvloop_runs_faster() -> None:
     assert wall < 3.0 / 2  # measured ~30 ms; only proves time is scaled
 
 
-# --- the fixtures, through the real plugin ------------------------------------
-
-
-@pytest.mark.anyio
-async def test_clock_fixture_measures_loop_time(clock: Clock) -> None:
-    start = clock.now()
-    await anyio.sleep(1.5)
-    assert clock.now() - start == clock.approx(1.5)
-    assert clock.now() - start != clock.approx(3.0)
-
-
-@pytest.mark.anyio
-async def test_virtual_time_starts_at_zero_in_each_test(clock: Clock, anyio_backend: Any) -> None:
-    if clock.virtual:
-        assert clock.now() == 0.0
-        await anyio.sleep(7)
-        assert clock.now() == 7.0
-    else:
-        assert backend_id(anyio_backend) == "uvloop"
-        assert "tolerance" in repr(clock)
-
-
-@pytest.mark.anyio
-@pytest.mark.real_time
-async def test_real_time_marker(clock: Clock) -> None:
-    assert not clock.virtual
-    start = time.perf_counter()
-    await anyio.sleep(0.01)
-    assert time.perf_counter() - start >= 0.009
-
-
-def test_plugin_prints_backend_counts(pytester: pytest.Pytester) -> None:
-    pytester.makeconftest(
-        """
-import pytest
-from anyway.testing import backend_id, backends, fresh_backend
-
-@pytest.fixture(params=backends(virtual_time=True), ids=backend_id)
-def anyio_backend(request):
-    return fresh_backend(request)
-"""
-    )
-    pytester.makepyfile(
-        """
-import anyio, pytest
-
-@pytest.mark.anyio
-async def test_sleep(clock):
-    start = clock.now()
-    await anyio.sleep(5)
-    assert clock.now() - start == clock.approx(5)
-
-@pytest.mark.anyio
-async def test_skipped_on_trio(anyio_backend):
-    if anyio_backend[0] == "trio":
-        pytest.skip("not counted")
-
-def test_sync():
-    pass
-"""
-    )
-    result = pytester.runpytest_inprocess("-p", "anyio", "-p", "no:looptime_plugin", "-v")
-    if HAVE_TRIO:
-        result.assert_outcomes(passed=6, skipped=1)
-        counts = "backends: asyncio=2 uvloop=2 trio=1"
-    else:
-        result.assert_outcomes(passed=5)
-        counts = "backends: asyncio=2 uvloop=2 trio=0"
-    result.stdout.fnmatch_lines(["*test_sleep?asyncio? PASSED*", counts])
-
-
 @pytest.mark.parametrize("backend", VIRTUAL)
 def test_virtual_time_far_from_zero_keeps_moving(backend: str) -> None:
     """At 1e9 s, adding asyncio's 1 ns clock resolution no longer changes a
@@ -369,20 +394,20 @@ def test_virtual_time_far_from_zero_keeps_moving(backend: str) -> None:
 
 @pytest.mark.skipif(not HAVE_TRIO, reason="the trio-only leg of the no-trio session")
 def test_trio_thread_tracking_only_under_our_clock() -> None:
-    import trio
+    """Somebody else's MockClock keeps its own behaviour (it jumps over the
+    thread), even once anyway's tracking is installed."""
     import trio.testing
 
-    from anyway.testing._trio import current_virtual_clock
+    virtual_time_options("trio")  # installs the tracking
 
-    assert current_virtual_clock() is None  # outside Trio
+    async def main() -> float:
+        with anyio.move_on_after(5):
+            await anyio.to_thread.run_sync(time.sleep, 0.02)
+        return anyio.current_time()
 
-    async def plain() -> object:
-        # threads under somebody else's clock (or the default one) are not tracked
-        await anyio.to_thread.run_sync(time.sleep, 0)
-        return current_virtual_clock()
-
-    assert trio.run(plain) is None
-    assert trio.run(plain, clock=trio.testing.MockClock()) is None
+    plain = {"clock": trio.testing.MockClock(autojump_threshold=0)}
+    assert anyio.run(main, backend="trio", backend_options=plain) == 5.0
+    assert anyio.run(main, backend="trio", backend_options=virtual_time_options("trio")) == 0.0
 
 
 @pytest.mark.parametrize("backend", VIRTUAL)

@@ -13,7 +13,7 @@ import anyio
 import pytest
 
 import anyway
-from anyway.testing._pytest_plugin import Clock
+from anyway.testing import Clock
 
 pytestmark = pytest.mark.anyio
 pytest_plugins = ["pytester"]

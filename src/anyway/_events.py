@@ -37,6 +37,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger("anyway")
+# A library prints nothing unless the application configures logging.
+logger.addHandler(logging.NullHandler())
 
 
 class CircuitState(enum.Enum):

@@ -20,6 +20,8 @@ from collections.abc import Callable, Mapping
 from contextvars import Context
 from typing import Any, TypeVar, TypeVarTuple, Unpack
 
+from ._threads import install
+
 __all__ = ["VirtualTimeEventLoop", "accelerated_uvloop_factory", "current_virtual_loop"]
 
 _T = TypeVar("_T")
@@ -79,6 +81,10 @@ class VirtualTimeEventLoop(asyncio.SelectorEventLoop):
     callback is ready, no real I/O is pending and no worker thread started by
     ``anyio.to_thread`` (or ``loop.run_in_executor``) is running; then it jumps
     straight to the next timer. A one-hour ``anyio.sleep`` returns at once.
+    A worker thread that waits for the loop in ``anyio.from_thread.run`` does
+    not hold the clock. This holds however the loop is made: through
+    :func:`virtual_time_options` or as
+    ``backend_options={"loop_factory": VirtualTimeEventLoop}``.
 
     *autojump_threshold* is how long (real seconds) the loop must be idle
     before time jumps, as with trio's ``MockClock``; 0 jumps at once. Raise it
@@ -86,6 +92,7 @@ class VirtualTimeEventLoop(asyncio.SelectorEventLoop):
     """
 
     def __init__(self, *, autojump_threshold: float = 0.0) -> None:
+        install("asyncio")  # count anyio.to_thread calls made on this loop
         self._anyway_now = 0.0
         self._anyway_busy_threads = 0
         self.autojump_threshold = 0.0

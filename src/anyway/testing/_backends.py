@@ -6,12 +6,14 @@ import importlib.util
 from typing import Any, Literal
 
 from .._validate import check_seconds
+from ._foreign import foreign_clock, fresh_foreign
 from ._threads import install
 
 __all__ = [
     "DEFAULT_UVLOOP_SPEEDUP",
     "backend_id",
     "backends",
+    "clock_id",
     "fresh_backend",
     "is_virtual",
     "virtual_time_options",
@@ -135,6 +137,16 @@ def backend_id(backend: object) -> str:
     raise TypeError(f"not an anyio_backend value: {backend!r}")
 
 
+def clock_id(backend: object) -> str:
+    """A test id naming the clock: asyncio, uvloop, trio, looptime or mockclock.
+
+    Like :func:`backend_id`, except that the parameters of
+    :func:`foreign_clocks` get their own names.
+    """
+    foreign = foreign_clock(backend)
+    return backend_id(backend) if foreign is None else foreign.name
+
+
 def is_virtual(backend: object) -> bool:
     """Whether an ``anyio_backend`` value runs on virtual time."""
     if not isinstance(backend, tuple):
@@ -165,13 +177,13 @@ def fresh_backend(request: Any) -> Backend | str:
         return param  # type: ignore[no-any-return]
     name, options = param
     real = request.node.get_closest_marker("real_time") is not None
+    if foreign_clock(param) is not None:
+        return (name, {}) if real else fresh_foreign(param)
     if name == "trio" and is_virtual(param) and not _is_ours(param):
-        # somebody else's MockClock (a foreign clock): a fresh one, same settings
+        # somebody's own MockClock: a fresh one, same settings
         from ._trio import fresh_mock_clock
 
         return (name, {**options, "clock": fresh_mock_clock(options["clock"])})
-    if getattr(options.get("loop_factory"), "_anyway_kind", None) == "foreign":
-        return (name, dict(options))  # a foreign loop factory makes a fresh loop per run
     if is_virtual(param):
         return (name, {}) if real else (name, virtual_time_options(name))
     if real and name == "asyncio" and "loop_factory" in options:

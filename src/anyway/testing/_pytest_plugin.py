@@ -8,7 +8,17 @@ It adds:
   ``clock.approx(seconds)`` to assert durations exactly on virtual time and
   within a tolerance on (accelerated) real time;
 * a closing line ``backends: asyncio=N uvloop=N trio=N`` counting the tests
-  that ran on each loop.
+  that ran on each loop, after a ``foreign clocks: looptime=N mockclock=N``
+  line when tests ran on :func:`~anyway.testing.foreign_clocks` (they count
+  under asyncio and trio too). Nothing is printed when no test ran;
+* the ``virtual_time`` marker: an async test marked with it runs on virtual
+  time on asyncio and Trio (and accelerated uvloop), without a conftest;
+* the ``--block-threshold=SECONDS`` option (ini: ``block_threshold``): an
+  async test whose event loop is blocked longer fails, naming the blocking
+  line (see :func:`anyway.watchdog`);
+* the ``--anyio-backends=asyncio,trio`` option (ini: ``anyio_backends``):
+  run the async tests only on the named loops and clocks (their test ids:
+  asyncio, uvloop, trio, looptime, mockclock); the other legs are deselected.
 """
 
 from __future__ import annotations
@@ -18,136 +28,126 @@ import inspect
 from collections import Counter
 from typing import Any
 
-import anyio
 import pytest
 
-from ._backends import backend_id, is_virtual
+from ._backends import backend_id, backends, clock_id
+from ._clock import Clock, clock_for
+from ._foreign import foreign_clock
 
-__all__ = ["Clock"]
+__all__ = ["Clock", "clock"]
 
 _BACKEND_ORDER = ("asyncio", "uvloop", "trio")
-
-
-class _Within:
-    """Compares equal to durations in ``[expected - early, expected + late]``."""
-
-    __slots__ = ("early", "expected", "late")
-
-    def __init__(self, expected: float, early: float, late: float) -> None:
-        self.expected = expected
-        self.early = early
-        self.late = late
-
-    def __eq__(self, actual: object) -> bool:
-        if isinstance(actual, _Within):
-            # both sides were approximated: either may be the measured one
-            return self._holds(actual.expected) or actual._holds(self.expected)
-        if isinstance(actual, bool) or not isinstance(actual, (int, float)):
-            return NotImplemented
-        return self._holds(actual)
-
-    def _holds(self, actual: float) -> bool:
-        return self.expected - self.early <= actual <= self.expected + self.late
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return f"{self.expected!r} (-{self.early:g}/+{self.late:g})"
-
-
-class Clock:
-    """What the ``clock`` fixture gives a test.
-
-    On virtual time durations are exact (up to float rounding), so
-    ``clock.approx(1.5)`` only forgives 1 ns. On real time (uvloop, or a
-    ``real_time`` test) timers never fire early but the process may be late
-    (scheduling, garbage collection, coverage tracing, a loaded machine), and
-    on accelerated time every real millisecond counts many times over. So a
-    real-time duration may come ``tolerance`` seconds of clock time early and
-    ``late_tolerance`` (plus 25 %) late: exact timing is checked on the
-    virtual loops; the real-time leg checks behaviour and that nothing happens
-    early.
-    """
-
-    __slots__ = ("backend", "late_tolerance", "tolerance", "virtual")
-
-    def __init__(
-        self, backend: str, *, virtual: bool, tolerance: float, late_tolerance: float | None = None
-    ) -> None:
-        self.backend = backend
-        self.virtual = virtual
-        self.tolerance = tolerance
-        self.late_tolerance = tolerance if late_tolerance is None else late_tolerance
-
-    def __repr__(self) -> str:
-        return (
-            f"<Clock backend={self.backend} virtual={self.virtual} tolerance={self.tolerance}"
-            f" late_tolerance={self.late_tolerance}>"
-        )
-
-    @staticmethod
-    def now() -> float:
-        """``anyio.current_time()``: the loop's (possibly virtual) clock."""
-        return anyio.current_time()
-
-    def approx(self, seconds: float) -> Any:
-        """A value that compares equal to durations close enough to *seconds*."""
-        if self.virtual:
-            return pytest.approx(seconds, abs=self.tolerance)
-        return _Within(seconds, self.tolerance, self.late_tolerance + 0.25 * abs(seconds))
+_FOREIGN_ORDER = ("looptime", "mockclock")
 
 
 @pytest.fixture
 def clock(anyio_backend: Any) -> Clock:
     """Durations and time for a test, whichever loop it runs on."""
-    name = backend_id(anyio_backend)
-    virtual = is_virtual(anyio_backend)
-    resolution = 1e-9
-    if isinstance(anyio_backend, tuple):
-        # a foreign virtual clock may be quantized (looptime: 1 us)
-        factory = anyio_backend[1].get("loop_factory")
-        resolution = max(resolution, getattr(factory, "_anyway_resolution", 0.0))
-    speedup = 1.0
-    if isinstance(anyio_backend, tuple):
-        factory = anyio_backend[1].get("loop_factory")
-        loop_class = getattr(factory, "__qualname__", "")
-        if "AcceleratedUVLoop[x" in loop_class:
-            speedup = float(loop_class.split("[x", 1)[1].rstrip("]"))
-    # Real time, seen as clock time on a loop that runs `speedup` times faster:
-    # at most 15 ms early (libuv's 1 ms timer resolution and its cached time),
-    # and up to 60 ms late.
-    if virtual:
-        return Clock(name, virtual=True, tolerance=resolution)
-    return Clock(name, virtual=False, tolerance=0.015 * speedup, late_tolerance=0.06 * speedup)
+    return clock_for(anyio_backend)
 
 
 class _BackendCounter:
-    """Counts the tests that ran (passed or failed) on each loop."""
+    """Counts the tests that ran (passed or failed) on each loop and clock."""
 
     def __init__(self) -> None:
-        self.by_item: dict[str, str] = {}
-        self.counts: Counter[str] = Counter()
+        # node id -> (loop, foreign clock or None)
+        self.by_item: dict[str, tuple[str, str | None]] = {}
+        self.loops: Counter[str] = Counter()
+        self.foreign: Counter[str] = Counter()
+        self.ran = False
+        self.foreign_ran = False
 
-    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+    def pytest_collection_modifyitems(
+        self, config: pytest.Config, items: list[pytest.Item]
+    ) -> None:
+        chosen = _chosen_backends(config)
+        kept: list[pytest.Item] = []
+        deselected: list[pytest.Item] = []
         for item in items:
             callspec = getattr(item, "callspec", None)
-            if callspec is not None and "anyio_backend" in callspec.params:
-                self.by_item[item.nodeid] = backend_id(callspec.params["anyio_backend"])
+            if callspec is None or "anyio_backend" not in callspec.params:
+                kept.append(item)
+                continue
+            param = callspec.params["anyio_backend"]
+            if chosen is not None and clock_id(param) not in chosen:
+                deselected.append(item)
+                continue
+            kept.append(item)
+            foreign = foreign_clock(param)
+            self.by_item[item.nodeid] = (
+                backend_id(param),
+                None if foreign is None else foreign.name,
+            )
+        if deselected:
+            config.hook.pytest_deselected(items=deselected)
+            items[:] = kept
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        clock = self.by_item.get(report.nodeid)
+        if clock is None:
+            return
+        self.ran = True
+        loop, foreign = clock
+        self.foreign_ran |= foreign is not None
         if report.when == "call" and not report.skipped:
-            backend = self.by_item.get(report.nodeid)
-            if backend is not None:
-                self.counts[backend] += 1
+            self.loops[loop] += 1
+            if foreign is not None:
+                self.foreign[foreign] += 1
 
     @pytest.hookimpl(trylast=True)
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if not self.by_item:
+        if not self.ran:  # e.g. --collect-only: nothing ran, nothing to count
             return
-        names = [*_BACKEND_ORDER, *sorted(set(self.counts) - set(_BACKEND_ORDER))]
-        terminalreporter.write_line(
-            "backends: " + " ".join(f"{name}={self.counts.get(name, 0)}" for name in names)
+        if self.foreign_ran:
+            terminalreporter.write_line("foreign clocks: " + _counts(self.foreign, _FOREIGN_ORDER))
+        # the last line, in this exact form: CI greps it
+        terminalreporter.write_line("backends: " + _counts(self.loops, _BACKEND_ORDER))
+
+
+_OPTION_HELP = (
+    "run async tests only on these loops and clocks, comma-separated test ids:"
+    " asyncio, uvloop, trio, looptime, mockclock (default: every one the suite parametrizes)"
+)
+
+
+def _chosen_backends(config: pytest.Config) -> frozenset[str] | None:
+    """The --anyio-backends (or anyio_backends ini) choice; None: all of them."""
+    value = config.getoption("anyway_backends") or config.getini("anyio_backends")
+    names = [name.strip() for name in str(value or "").split(",") if name.strip()]
+    if not names:
+        return None
+    known = (*_BACKEND_ORDER, *_FOREIGN_ORDER)
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise pytest.UsageError(
+            f"--anyio-backends / anyio_backends: unknown loop {unknown[0]!r};"
+            f" use comma-separated names from {', '.join(known)}, e.g. --anyio-backends=asyncio,trio"
         )
+    return frozenset(names)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("anyway", "anyway: loops and virtual time")
+    group.addoption(
+        "--anyio-backends", dest="anyway_backends", default=None, metavar="NAMES", help=_OPTION_HELP
+    )
+    parser.addini("anyio_backends", _OPTION_HELP, default="")
+    group.addoption(
+        "--block-threshold", type=float, default=None, metavar="SECONDS", help=_BLOCK_HELP
+    )
+    parser.addini("block_threshold", _BLOCK_HELP, default=None)
+
+
+_BLOCK_HELP = (
+    "fail an async test whose event loop does not reach a checkpoint for this many"
+    " real seconds (a sync call blocking the loop), naming the blocking line"
+)
+
+
+def _counts(counts: Counter[str], first: tuple[str, ...]) -> str:
+    """``a=1 b=0 c=2``: the names in *first* always, then others alphabetically."""
+    names = [*first, *sorted(set(counts) - set(first))]
+    return " ".join(f"{name}={counts.get(name, 0)}" for name in names)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -161,23 +161,16 @@ def pytest_configure(config: pytest.Config) -> None:
         "foreign_clocks: also run this test on virtual clocks nobody here wrote"
         " (looptime on asyncio, trio's MockClock) where the suite's conftest provides them",
     )
+    config.addinivalue_line(
+        "markers",
+        "virtual_time: run this async test on virtual time on asyncio, uvloop (accelerated)"
+        " and trio, in a suite that does not parametrize anyio_backend itself",
+    )
     config.pluginmanager.register(_BackendCounter(), "anyway-backend-counter")
     config.stash[_BLOCK_THRESHOLD] = _block_threshold(config)
 
 
 # --- --block-threshold: fail a test that blocks its event loop ----------------
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("anyway")
-    help_text = (
-        "fail an async test whose event loop does not reach a checkpoint for this many"
-        " real seconds (a sync call blocking the loop), naming the blocking line"
-    )
-    group.addoption(
-        "--block-threshold", type=float, default=None, metavar="SECONDS", help=help_text
-    )
-    parser.addini("block_threshold", help_text, default=None)
 
 
 _BLOCK_THRESHOLD = pytest.StashKey[float | None]()
@@ -226,3 +219,20 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Any:
         return (yield)
     finally:
         pyfuncitem.obj = original
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """The ``virtual_time`` marker: the test parametrizes ``anyio_backend``
+    over ``backends(virtual_time=True)`` itself, as if it carried that
+    ``parametrize`` mark (so it takes precedence over the fixture's params)."""
+    definition = metafunc.definition
+    if (
+        "anyio_backend" in metafunc.fixturenames
+        and definition.get_closest_marker("virtual_time") is not None
+    ):
+        definition.add_marker(
+            pytest.mark.parametrize(
+                "anyio_backend", backends(virtual_time=True), ids=clock_id, indirect=True
+            )
+        )
