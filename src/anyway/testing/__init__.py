@@ -16,6 +16,7 @@ from ._backends import is_virtual as is_virtual
 from ._backends import virtual_time_options as virtual_time_options
 from ._retry import RetryTestMode as RetryTestMode
 from ._retry import cap_attempts as cap_attempts
+from ._retry import is_testing as is_testing
 from ._retry import no_backoff as no_backoff
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "backends",
     "cap_attempts",
     "fresh_backend",
+    "is_testing",
     "is_virtual",
     "no_backoff",
     "virtual_time_options",

@@ -1,0 +1,188 @@
+"""The retry options, written once: :class:`RetryOptions` (what ``retry()``,
+``retrying()`` and ``Retry()`` take) and :class:`Settings` (the same,
+validated, with the defaults applied, and the verdicts that use them)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from typing import Any, Final, Required, TypeAlias, TypedDict
+
+from ._backoff import Backoff
+from ._errors import CircuitOpen, Rejected
+from ._events import Hook, check_hooks
+from ._retry_budget import RetryBudget
+from ._util import NotAwaitableError, is_async_function, is_control_flow, name_of, short_repr
+from ._validate import check_callable, check_count, check_exception_filter, check_seconds
+
+__all__ = ["ResultCheck", "RetryOn", "RetryOptions", "Settings"]
+
+Predicate: TypeAlias = Callable[[BaseException], bool | float]
+RetryOn: TypeAlias = type[BaseException] | tuple[type[BaseException], ...] | Predicate
+"""What ``on=`` accepts: an exception type, a tuple of them, or a predicate
+``exc -> bool | float`` (a float is the delay to use)."""
+
+ResultCheck: TypeAlias = Callable[[Any], bool | float]
+"""What ``retry_if_result=`` accepts: a predicate ``result -> bool | float``."""
+
+
+class RetryOptions(TypedDict, total=False):
+    """The options of :func:`anyway.retry`, :func:`anyway.retrying` and
+    :class:`anyway.Retry` (all keyword-only; see :func:`anyway.retry`)."""
+
+    on: Required[RetryOn]
+    attempts: int | None
+    timeout: float | None
+    backoff: Backoff
+    retry_if_result: ResultCheck | None
+    hooks: Iterable[Hook] | Hook
+    budget: RetryBudget | None
+    name: str | None
+
+
+_DEFAULT_BACKOFF: Final = Backoff()
+#: The defaults of the options that have one (``on`` has none).
+DEFAULTS: Final[dict[str, object]] = {
+    "attempts": 10,
+    "timeout": 45.0,
+    "backoff": _DEFAULT_BACKOFF,
+    "retry_if_result": None,
+    "hooks": (),
+    "budget": None,
+    "name": None,
+}
+
+
+def _coerce_verdict(value: object, what: str, fn: object) -> bool | float:
+    """A predicate's answer: ``True``/``False``, or a delay in seconds."""
+    if value is True or value is False:
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        delay = float(value)
+        if not math.isfinite(delay) or delay < 0:
+            raise ValueError(
+                f"{what} {name_of(fn)} returned {value!r} as a delay; a delay must be a"
+                " finite number of seconds >= 0 (or return True to use the backoff, False"
+                " not to retry)"
+            )
+        return delay
+    hint = " (use .total_seconds())" if hasattr(value, "total_seconds") else ""
+    raise TypeError(
+        f"{what} {name_of(fn)} returned {short_repr(value)} ({type(value).__name__}); it"
+        " must return True (retry after the backoff), False (do not retry) or a delay in"
+        f" seconds as a float, e.g. from a Retry-After header{hint}"
+    )
+
+
+class Settings:
+    """Validated retry options (immutable, shared by every call of a policy)."""
+
+    __slots__ = (
+        "attempts",
+        "backoff",
+        "budget",
+        "circuit_open_ok",
+        "hooks",
+        "name",
+        "on",
+        "predicate",
+        "result_check",
+        "timeout",
+        "types",
+    )
+
+    def __init__(self, options: RetryOptions) -> None:
+        unknown = options.keys() - DEFAULTS.keys() - {"on"}
+        if unknown:
+            raise TypeError(
+                f"unexpected retry option {sorted(unknown)[0]!r}; the options are: on, "
+                + ", ".join(DEFAULTS)
+            )
+        if "on" not in options:
+            raise TypeError("missing the required keyword argument 'on' (what to retry)")
+        given: dict[str, Any] = {**DEFAULTS, **options}
+        on = given["on"]
+        types, predicate = check_exception_filter("on", on)
+        attempts = given["attempts"]
+        if attempts is not None:
+            attempts = check_count(
+                "attempts",
+                attempts,
+                hint="; the total number of calls, e.g. 3 (1 disables retrying, None removes"
+                " the limit)",
+            )
+        timeout = given["timeout"]
+        if timeout is not None:
+            timeout = check_seconds(
+                "timeout",
+                timeout,
+                allow_zero=False,
+                hint="; the seconds retrying may take, counted from the first failure"
+                " (use timeout=None to disable it)",
+            )
+        backoff = given["backoff"]
+        if not isinstance(backoff, Backoff):
+            raise TypeError(
+                f"backoff must be an anyway.Backoff, e.g. Backoff(initial=0.5, max=30), got"
+                f" {backoff!r} ({type(backoff).__name__})"
+            )
+        budget = given["budget"]
+        if budget is not None and not isinstance(budget, RetryBudget):
+            raise TypeError(
+                f"budget must be an anyway.RetryBudget shared by the callers, got {budget!r}"
+                f" ({type(budget).__name__})"
+            )
+        name = given["name"]
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"name must be a string or None, got {name!r}")
+        result_check = given["retry_if_result"]
+        if result_check is not None:
+            check_callable("retry_if_result", result_check)
+            if is_async_function(result_check):
+                raise TypeError(
+                    "retry_if_result must be a plain (sync) predicate returning bool or a"
+                    f" delay, got the async function {name_of(result_check)}"
+                )
+        self.on: RetryOn = on
+        self.types: tuple[type[BaseException], ...] | None = types or None
+        self.predicate: Predicate | None = predicate
+        self.circuit_open_ok = not types or any(t is CircuitOpen or t is Rejected for t in types)
+        self.attempts: int | None = attempts
+        self.timeout: float | None = timeout
+        self.backoff: Backoff = backoff
+        self.result_check: ResultCheck | None = result_check
+        self.hooks: tuple[Hook, ...] = check_hooks(given["hooks"])
+        self.budget: RetryBudget | None = budget
+        self.name: str | None = name
+
+    def on_repr(self) -> str:
+        types = self.types
+        if types is None:
+            return name_of(self.on)
+        if len(types) == 1 and not isinstance(self.on, tuple):
+            return types[0].__qualname__
+        return (
+            "(" + ", ".join(t.__qualname__ for t in types) + ("," if len(types) == 1 else "") + ")"
+        )
+
+    def verdict(self, exc: BaseException) -> bool | float:
+        """Whether *exc* is retried: ``False``, ``True`` (after the backoff) or
+        a delay in seconds. Called in the ``except`` block that caught *exc*."""
+        if not isinstance(exc, Exception):
+            if is_control_flow(exc):
+                return False
+        elif isinstance(exc, NotAwaitableError):
+            return False  # a bug at the call site: retrying cannot help
+        types = self.types
+        if types is not None:
+            if not isinstance(exc, types):
+                return False
+            return not isinstance(exc, CircuitOpen) or self.circuit_open_ok
+        assert self.predicate is not None
+        return _coerce_verdict(self.predicate(exc), "the on predicate", self.predicate)
+
+    def result_verdict(self, result: object) -> bool | float:
+        """Whether *result* is retried (only with ``retry_if_result``)."""
+        check = self.result_check
+        assert check is not None
+        return _coerce_verdict(check(result), "retry_if_result", check)
