@@ -195,7 +195,9 @@ class Attempts(AsyncIterator[Attempt]):
                 budget.deposit()
         elif state == _CUT:
             self._state = _DONE
-            await loop.cut()
+            await loop.cut()  # raises the last error, or returns: a rejected result
+            assert self._current is not None
+            self._current._result = loop.result  # the last attempt shows it
             raise StopAsyncIteration
         elif state == _DONE:
             raise StopAsyncIteration
