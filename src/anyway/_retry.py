@@ -133,29 +133,37 @@ class Retry:
                 " that failed half-way cannot be replayed; retry the call that opens it"
             )
         check_async_function("the function decorated by retry()", fn)
-        name = self._settings.name or name_of(fn)
-        run = self._run
+        settings = self._settings
+        name = settings.name or name_of(fn)
+        budget = settings.budget
+        judges_results = settings.result_check is not None
 
+        # The success path, inlined (about 0.15 us over a bare await; through
+        # _run it would be 0.4 us): fn is an async def, checked above.
         @functools.wraps(fn)
         async def retried(*args: P.args, **kwargs: P.kwargs) -> T:
-            return await run(fn, args, kwargs, name)
+            if budget is not None:
+                budget.deposit()
+            try:
+                result = await fn(*args, **kwargs)
+            except BaseException as exc:
+                loop = _after_error(settings, name, exc)
+                if loop is None:
+                    raise
+            else:
+                if not judges_results:
+                    return result
+                loop = _after_result(settings, name, result)
+                if loop is None:
+                    return result
+            retrying = _retry(fn, args, kwargs, loop)
+            del loop  # the loop owns the error now (no frame <-> traceback cycle)
+            return await retrying
 
         return retried
 
     async def call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """``await fn(*args, **kwargs)``, retried by this policy."""
-        if not callable(fn_object := cast(object, fn)):  # e.g. a coroutine object:
-            check_callable("fn", fn_object)  # a bug at the call site, explained
-        return await self._run(fn, args, kwargs, None)
-
-    async def _run(
-        self,
-        fn: Callable[..., Awaitable[T]],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        name: str | None,
-    ) -> T:
-        """The first attempt (the success path), then the retry loop."""
         settings = self._settings
         budget = settings.budget
         if budget is not None:
@@ -163,19 +171,17 @@ class Retry:
         try:
             result = await call_async("fn", fn, *args, **kwargs)
         except BaseException as exc:
-            verdict = settings.verdict(exc)
-            if verdict is False:
+            if not callable(fn_object := cast(object, fn)):  # e.g. a coroutine object:
+                check_callable("fn", fn_object)  # a bug at the call site, explained
+            loop = _after_error(settings, settings.name or name_of(fn), exc)
+            if loop is None:
                 raise
-            loop = RetryLoop(settings, name or settings.name or name_of(fn))
-            loop.fail(exc, None, verdict)
         else:
             if settings.result_check is None:
                 return result
-            verdict = settings.result_verdict(result)
-            if verdict is False:
+            loop = _after_result(settings, settings.name or name_of(fn), result)
+            if loop is None:
                 return result
-            loop = RetryLoop(settings, name or settings.name or name_of(fn))
-            loop.fail(None, result, verdict)
         # Outside the except block, so later errors are not chained to the
         # first; the loop owns the error now (no frame <-> traceback cycle).
         retrying = _retry(fn, args, kwargs, loop)
@@ -197,10 +203,33 @@ class Retry:
         return Attempts(self._settings, name or self._settings.name or "retrying")
 
 
+def _after_error(settings: Settings, name: str, exc: BaseException) -> RetryLoop | None:
+    """The first attempt raised *exc*: the retry loop, or ``None`` if *exc*
+    is not retried. Called in the ``except`` block."""
+    verdict = settings.verdict(exc)
+    if verdict is False:
+        return None
+    loop = RetryLoop(settings, name)
+    loop.fail(exc, None, verdict)
+    return loop
+
+
+def _after_result(settings: Settings, name: str, result: object) -> RetryLoop | None:
+    """The first attempt returned *result*: the retry loop if
+    ``retry_if_result`` rejects it, else ``None``."""
+    verdict = settings.result_verdict(result)
+    if verdict is False:
+        return None
+    loop = RetryLoop(settings, name)
+    loop.fail(None, result, verdict)
+    return loop
+
+
 async def _retry(
     fn: Callable[..., Awaitable[T]], args: tuple[Any, ...], kwargs: dict[str, Any], loop: RetryLoop
 ) -> T:
-    """After the first failure: the later attempts, under the retry timeout."""
+    """After the first failure: the later attempts, all under the retry
+    timeout (a cancel scope whose deadline is the first failure + timeout)."""
     if loop.end == math.inf:
         return await _again(fn, args, kwargs, loop)
     with anyio.CancelScope(deadline=loop.end):
@@ -213,7 +242,7 @@ async def _retry(
 async def _again(
     fn: Callable[..., Awaitable[T]], args: tuple[Any, ...], kwargs: dict[str, Any], loop: RetryLoop
 ) -> T:
-    has_check = loop.settings.result_check is not None
+    judges_results = loop.settings.result_check is not None
     while await loop.pause():
         try:
             result = await call_async("fn", fn, *args, **kwargs)
@@ -221,7 +250,7 @@ async def _again(
             if not loop.failed(exc):
                 raise
         else:
-            if not has_check or not loop.rejected(result):
+            if not judges_results or not loop.rejected(result):
                 del loop  # free the earlier errors now, not at the next collection
                 return result
     return cast(T, loop.result)  # retrying stopped on a rejected result
