@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import AsyncIterator
 
 import anyio
 import anyio.lowlevel
@@ -16,6 +17,7 @@ from anyway import (
     RetryBudget,
     RetryGaveUp,
     RetryScheduled,
+    TryAgain,
     retry,
     retrying,
 )
@@ -431,3 +433,54 @@ async def test_next_wait_after_a_delay_from_the_predicate(clock: Clock) -> None:
             if attempt.num == 2:
                 raise RetryAfter(None)
     assert seen == [1.0, 1.0, 2.0]
+
+
+# --- issue 17: async with attempt, TryAgain -------------------------------------------------------
+
+
+async def async_block(attempts: AsyncIterator[Attempt], fail_until: int, error: type) -> int:
+    """An ``async with attempt:`` loop that raises *error* until attempt
+    *fail_until*; returns the number of the attempt that succeeded."""
+    async for attempt in attempts:
+        async with attempt as entered:
+            assert entered is attempt
+            if attempt.num < fail_until:
+                raise error(attempt.num)
+            return attempt.num
+    raise AssertionError("the loop ended without a result")
+
+
+async def test_async_with_attempt(clock: Clock) -> None:
+    assert await async_block(retrying(on=Transient, backoff=EXACT), 3, Transient) == 3
+    assert clock.now() == clock.approx(3)
+    with pytest.raises(Transient) as info:
+        await async_block(retrying(on=Transient, attempts=2, backoff=EXACT), 9, Transient)
+    assert info.value.__notes__[0].endswith("no attempts left (attempts=2)")
+    with pytest.raises(Fatal):
+        await async_block(retrying(on=Transient), 9, Fatal)
+
+
+async def hangs_after_the_first(attempts: AsyncIterator[Attempt]) -> None:
+    async for attempt in attempts:
+        async with attempt:
+            if attempt.num == 1:
+                raise Transient(1)
+            await anyio.sleep(10)
+
+
+async def test_async_with_attempt_is_cut_at_the_timeout(clock: Clock) -> None:
+    with pytest.raises(Transient) as info:
+        await hangs_after_the_first(retrying(on=Transient, timeout=1, backoff=Backoff(initial=0)))
+    assert clock.now() == clock.approx(1)
+    assert info.value.__notes__[0].endswith("expired: attempt 2 was cut")
+
+
+async def test_try_again_in_a_block(clock: Clock) -> None:
+    seen: list[int] = []
+    async for attempt in retrying(on=Fatal, backoff=EXACT):
+        with attempt:
+            seen.append(attempt.num)
+            if attempt.num < 3:
+                raise TryAgain()
+    assert seen == [1, 2, 3]
+    assert clock.now() == clock.approx(3)

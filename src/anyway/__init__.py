@@ -44,6 +44,7 @@ from ._tasks import settle as settle
 # retry
 from ._backoff import Backoff as Backoff
 from ._retry import Retry as Retry
+from ._retry import TryAgain as TryAgain
 from ._retry import retry as retry
 from ._retry_budget import RetryBudget as RetryBudget
 from ._retrying import Attempt as Attempt
@@ -105,6 +106,7 @@ __all__ = [  # noqa: RUF022 - grouped by area, sorted within each group
     "Backoff",
     "Retry",
     "RetryBudget",
+    "TryAgain",
     "retry",
     "retrying",
     # limits

@@ -69,6 +69,8 @@ class Backoff:
     :meth:`delays`.
 
     All times are in seconds; *initial* and *max* may be ``0`` (no wait).
+    An *initial* above *max* is capped like every wait: ``Backoff(initial=1,
+    max=0)`` never waits (stamina's ``wait_max=0``, common in tests).
     """
 
     __slots__ = ("_initial", "_jitter", "_max", "_multiplier", "_random", "_uniform")
@@ -95,11 +97,6 @@ class Backoff:
             max,
             hint="; the longest wait in seconds (an unbounded wait is never what you want)",
         )
-        if initial > cap:
-            raise ValueError(
-                f"initial must be <= max, got initial={initial!r} > max={cap!r};"
-                " raise max or lower initial"
-            )
         multiplier = check_number(
             "multiplier",
             multiplier,

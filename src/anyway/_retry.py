@@ -32,14 +32,14 @@ from ._backoff import Backoff
 from ._retry_budget import RetryBudget
 from ._retry_loop import RetryLoop
 from ._retry_notes import secs
-from ._retry_options import RetryOn, RetryOptions, Settings
+from ._retry_options import RetryOn, RetryOptions, Settings, TryAgain
 from ._util import call_async, check_async_function, name_of
 from ._validate import check_callable
 
 if TYPE_CHECKING:
     from ._retrying import Attempt
 
-__all__ = ["Retry", "RetryBudget", "RetryOn", "RetryOptions", "retry"]
+__all__ = ["Retry", "RetryBudget", "RetryOn", "RetryOptions", "TryAgain", "retry"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -160,6 +160,10 @@ class Retry:
             del loop  # the loop owns the error now (no frame <-> traceback cycle)
             return await retrying
 
+        # Like tenacity's wrappers (functools.wraps copies neither): tools that
+        # read them see fn's defaults; the wrapper itself takes *args, **kwargs.
+        setattr(retried, "__defaults__", getattr(fn, "__defaults__", None))  # noqa: B010
+        setattr(retried, "__kwdefaults__", getattr(fn, "__kwdefaults__", None))  # noqa: B010
         return retried
 
     async def call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:

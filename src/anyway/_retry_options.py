@@ -15,7 +15,7 @@ from ._retry_budget import RetryBudget
 from ._util import NotAwaitableError, is_async_function, is_control_flow, name_of, short_repr
 from ._validate import check_callable, check_count, check_exception_filter, check_seconds
 
-__all__ = ["ResultCheck", "RetryOn", "RetryOptions", "Settings"]
+__all__ = ["ResultCheck", "RetryOn", "RetryOptions", "Settings", "TryAgain"]
 
 Predicate: TypeAlias = Callable[[BaseException], bool | float]
 RetryOn: TypeAlias = type[BaseException] | tuple[type[BaseException], ...] | Predicate
@@ -24,6 +24,16 @@ RetryOn: TypeAlias = type[BaseException] | tuple[type[BaseException], ...] | Pre
 
 ResultCheck: TypeAlias = Callable[[Any], bool | float]
 """What ``retry_if_result=`` accepts: a predicate ``result -> bool | float``."""
+
+
+class TryAgain(Exception):
+    """Raise it in a retried function or a ``retrying()`` block to ask for
+    another attempt, whatever ``on`` says (tenacity's ``TryAgain``).
+
+    It is retried like any retryable error: after the backoff, and never
+    past ``attempts``, ``timeout``, the caller's deadline or the budget; when
+    retrying stops, it is raised with the give-up notes.
+    """
 
 
 class RetryOptions(TypedDict, total=False):
@@ -173,6 +183,8 @@ class Settings:
                 return False
         elif isinstance(exc, NotAwaitableError):
             return False  # a bug at the call site: retrying cannot help
+        elif isinstance(exc, TryAgain):
+            return True
         types = self.types
         if types is not None:
             if not isinstance(exc, types):
