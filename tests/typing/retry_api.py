@@ -75,3 +75,19 @@ async def a_test() -> int:
 
 
 assert_type(a_test, Callable[[], Coroutine[Any, Any, int]])
+
+
+# --- the options are one TypedDict (RetryOptions): a typo is a type error ---
+anyway.retry(on=OSError, attemps=3)  # type: ignore[call-arg]
+anyway.retrying(on=OSError, timeout="5")  # type: ignore[arg-type]
+anyway.Retry(on=OSError, budget=None, name="db")
+
+
+async def pinned_issue_17() -> None:
+    from anyway.testing import is_testing
+
+    assert_type(is_testing(), bool)
+    async for attempt in anyway.retrying(on=OSError):
+        async with attempt as entered:
+            assert_type(entered, Attempt)
+            raise anyway.TryAgain
