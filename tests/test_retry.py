@@ -28,6 +28,7 @@ from anyway import (
     RetryGaveUp,
     RetryScheduled,
     retry,
+    retrying,
 )
 from anyway.testing import no_backoff
 from anyway.testing._pytest_plugin import Clock
@@ -39,6 +40,7 @@ from retry_support import (
     RetryAfter,
     Transient,
     honour_retry_after,
+    judged_block,
     note_numbers,
     offsets,
     record_events,
@@ -997,3 +999,81 @@ async def test_a_backoff_with_initial_above_max_waits_max(clock: Clock) -> None:
     policy = retry(on=Transient, backoff=Backoff(initial=5, max=0.5, jitter=None))
     assert await policy.call(flaky) == "ok"
     assert offsets(flaky.calls) == [0, clock.approx(0.5), clock.approx(1)]
+
+
+# --- issue 17: wait=, a function (attempt, exc) -> seconds ----------------------------------------
+
+
+class Slow(Exception):
+    """An error that asks for a longer wait."""
+
+
+def by_error(attempt: int, exc: BaseException | None) -> float:
+    return 5.0 if isinstance(exc, Slow) else 0.5 * attempt
+
+
+async def test_wait_gives_the_wait_from_the_attempt_and_the_error(
+    clock: Clock, events: list[Event]
+) -> None:
+    flaky = Flaky(Transient(), Slow(), Transient())
+    policy = retry(on=(Transient, Slow), wait=by_error)
+    assert await policy.call(flaky) == "ok"
+    assert offsets(flaky.calls) == [0, clock.approx(0.5), clock.approx(5.5), clock.approx(7)]
+    assert [e.delay for e in events if isinstance(e, RetryScheduled)] == [0.5, 5.0, 1.5]
+    assert "wait=by_error" in repr(policy)
+
+
+async def test_wait_in_a_block_and_for_rejected_results(clock: Clock) -> None:
+    seen: list[tuple[int, BaseException | None]] = []
+
+    def wait(attempt: int, exc: BaseException | None) -> float:
+        seen.append((attempt, exc))
+        return 1.0
+
+    attempts = retrying(on=Transient, wait=wait, retry_if_result=lambda r: r == 503)
+    last = await judged_block(attempts, [error := Transient(), 503, 200])
+    assert last.result == 200
+    assert seen == [(1, error), (2, None)]
+    assert clock.now() == clock.approx(2)
+
+
+async def test_wait_follows_the_limits_and_on_delays(clock: Clock) -> None:
+    flaky = Flaky(*[RetryAfter(2) for _ in range(3)])
+    assert await retry(on=honour_retry_after, wait=lambda n, e: 100).call(flaky) == "ok"
+    assert clock.now() == clock.approx(6)  # on's delays win over wait
+    flaky = Flaky(Transient(), Transient())
+    with pytest.raises(Transient) as info:
+        await retry(on=Transient, wait=lambda n, e: 100, timeout=10).call(flaky)
+    assert "waiting 100 s would cross the retry timeout" in info.value.__notes__[0]
+    with no_backoff():
+        assert await retry(on=Transient, wait=lambda n, e: 100).call(Flaky(Transient())) == "ok"
+    assert clock.now() == clock.approx(6)
+
+
+def test_wait_validation() -> None:
+    async def slow(attempt: int, exc: BaseException | None) -> float:
+        return 1.0
+
+    with pytest.raises(TypeError, match=r"either backoff= .* or wait= .*not both"):
+        retry(on=Transient, wait=by_error, backoff=EXACT)
+    with pytest.raises(TypeError, match="wait must be a plain"):
+        retry(on=Transient, wait=slow)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="wait must be callable"):
+        retry(on=Transient, wait=3)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("answer", "error", "match"),
+    [
+        (-1, ValueError, r"returned -1; a wait must be a finite number of seconds >= 0"),
+        (math.nan, ValueError, "returned nan"),
+        ("1", TypeError, r"returned '1' \(str\)"),
+        (dt.timedelta(seconds=1), TypeError, r"use \.total_seconds\(\)"),
+        (True, TypeError, r"returned True \(bool\)"),
+    ],
+)
+async def test_a_bad_wait_answer_is_an_error(answer: object, error: type, match: str) -> None:
+    flaky = Flaky(Transient())
+    with pytest.raises(error, match=match) as info:
+        await retry(on=Transient, wait=lambda n, e: answer).call(flaky)  # type: ignore[arg-type,return-value]
+    assert info.value.__context__ is flaky.raised[0]  # the real error stays reachable

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import AsyncIterator
 
@@ -484,3 +485,10 @@ async def test_try_again_in_a_block(clock: Clock) -> None:
                 raise TryAgain()
     assert seen == [1, 2, 3]
     assert clock.now() == clock.approx(3)
+
+
+async def test_next_wait_with_a_wait_function_is_nan() -> None:
+    async for attempt in retrying(on=Transient, wait=lambda n, e: 1.0):
+        with attempt:
+            assert math.isnan(attempt.next_wait)
+            assert repr(attempt) == "<Attempt num=1 next_wait=nan>"

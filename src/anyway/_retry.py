@@ -83,7 +83,7 @@ class Retry:
             f"on={s.on_repr()}",
             f"attempts={s.attempts}",
             f"timeout={None if s.timeout is None else secs(s.timeout)}",
-            f"backoff={s.backoff!r}",
+            f"wait={name_of(s.wait)}" if s.wait is not None else f"backoff={s.backoff!r}",
         ]
         if s.result_check is not None:
             parts.append(f"retry_if_result={name_of(s.result_check)}")
@@ -294,6 +294,11 @@ def retry(**options: Unpack[RetryOptions]) -> Retry:
         ``None``: no limit.
     *backoff* (default ``Backoff()``)
         The waits (:class:`Backoff`: full jitter from 0.1 s, capped at 10 s).
+    *wait* (default ``None``)
+        Instead of *backoff*: a function ``(attempt, exc) -> seconds`` that
+        gives the wait after attempt number ``attempt`` failed with ``exc``
+        (``None`` for a rejected result). A delay returned by *on* still wins,
+        and the timeout and deadline rules apply to it.
     *retry_if_result* (default ``None``)
         A predicate ``result -> bool | float`` to retry on results too (e.g.
         an HTTP 503 response). When the last result is rejected and retrying

@@ -148,9 +148,12 @@ class RetryLoop:
     # --- between two attempts ---
 
     def peek_backoff(self) -> float:
-        """The backoff wait after the running attempt, drawn ahead."""
+        """The backoff wait after the running attempt, drawn ahead (NaN with
+        ``wait=``: that wait depends on the failure)."""
         if self.zero_waits:
             return 0.0
+        if self.settings.wait is not None:
+            return math.nan
         if self.pending is None:
             self.pending = self._draw()
         return self.pending
@@ -188,11 +191,18 @@ class RetryLoop:
         verdict = self.verdict
         if self.zero_waits:
             delay = 0.0
-        elif verdict is True:
+        elif verdict is not True:
+            delay = float(verdict)
+        elif self.settings.wait is not None:
+            try:
+                delay = self.settings.waited(self.attempts, self.error)
+            except Exception as bad:  # the error being retried stays reachable
+                if bad.__context__ is None:
+                    bad.__context__ = self.error
+                raise
+        else:
             delay = self.pending if self.pending is not None else self._draw()
             self.pending = None
-        else:
-            delay = float(verdict)
         # A zero wait is only a checkpoint: it crosses no deadline, and the
         # timeout's cancel scope cuts whatever runs past it. So the clock and
         # the caller's deadline are only read before real waits.

@@ -15,7 +15,7 @@ from ._retry_budget import RetryBudget
 from ._util import NotAwaitableError, is_async_function, is_control_flow, name_of, short_repr
 from ._validate import check_callable, check_count, check_exception_filter, check_seconds
 
-__all__ = ["ResultCheck", "RetryOn", "RetryOptions", "Settings", "TryAgain"]
+__all__ = ["ResultCheck", "RetryOn", "RetryOptions", "Settings", "TryAgain", "WaitFn"]
 
 Predicate: TypeAlias = Callable[[BaseException], bool | float]
 RetryOn: TypeAlias = type[BaseException] | tuple[type[BaseException], ...] | Predicate
@@ -24,6 +24,11 @@ RetryOn: TypeAlias = type[BaseException] | tuple[type[BaseException], ...] | Pre
 
 ResultCheck: TypeAlias = Callable[[Any], bool | float]
 """What ``retry_if_result=`` accepts: a predicate ``result -> bool | float``."""
+
+WaitFn: TypeAlias = Callable[[int, BaseException | None], float]
+"""What ``wait=`` accepts: ``(attempt, exc) -> seconds``, called after
+attempt number ``attempt`` failed with ``exc`` (``None`` for a result that
+``retry_if_result`` rejected)."""
 
 
 class TryAgain(Exception):
@@ -44,6 +49,7 @@ class RetryOptions(TypedDict, total=False):
     attempts: int | None
     timeout: float | None
     backoff: Backoff
+    wait: WaitFn | None
     retry_if_result: ResultCheck | None
     hooks: Iterable[Hook] | Hook
     budget: RetryBudget | None
@@ -56,6 +62,7 @@ DEFAULTS: Final[dict[str, object]] = {
     "attempts": 10,
     "timeout": 45.0,
     "backoff": _DEFAULT_BACKOFF,
+    "wait": None,
     "retry_if_result": None,
     "hooks": (),
     "budget": None,
@@ -99,6 +106,7 @@ class Settings:
         "result_check",
         "timeout",
         "types",
+        "wait",
     )
 
     def __init__(self, options: RetryOptions) -> None:
@@ -136,6 +144,19 @@ class Settings:
                 f"backoff must be an anyway.Backoff, e.g. Backoff(initial=0.5, max=30), got"
                 f" {backoff!r} ({type(backoff).__name__})"
             )
+        wait = given["wait"]
+        if wait is not None:
+            if "backoff" in options:
+                raise TypeError(
+                    "pass either backoff= (a Backoff) or wait= (a function (attempt, exc) ->"
+                    " seconds), not both"
+                )
+            check_callable("wait", wait)
+            if is_async_function(wait):
+                raise TypeError(
+                    "wait must be a plain (sync) function (attempt, exc) -> seconds, got the"
+                    f" async function {name_of(wait)}"
+                )
         budget = given["budget"]
         if budget is not None and not isinstance(budget, RetryBudget):
             raise TypeError(
@@ -160,6 +181,7 @@ class Settings:
         self.attempts: int | None = attempts
         self.timeout: float | None = timeout
         self.backoff: Backoff = backoff
+        self.wait: WaitFn | None = wait
         self.result_check: ResultCheck | None = result_check
         self.hooks: tuple[Hook, ...] = check_hooks(given["hooks"])
         self.budget: RetryBudget | None = budget
@@ -192,6 +214,24 @@ class Settings:
             return not isinstance(exc, CircuitOpen) or self.circuit_open_ok
         assert self.predicate is not None
         return _coerce_verdict(self.predicate(exc), "the on predicate", self.predicate)
+
+    def waited(self, attempt: int, exc: BaseException | None) -> float:
+        """The ``wait=`` function's wait after attempt *attempt* failed."""
+        wait = self.wait
+        assert wait is not None
+        delay = wait(attempt, exc)
+        if isinstance(delay, bool) or not isinstance(delay, (int, float)):
+            hint = " (use .total_seconds())" if hasattr(delay, "total_seconds") else ""
+            raise TypeError(
+                f"wait {name_of(wait)} returned {short_repr(delay)} ({type(delay).__name__});"
+                f" it must return the seconds to wait as a float{hint}"
+            )
+        if not math.isfinite(delay) or delay < 0:
+            raise ValueError(
+                f"wait {name_of(wait)} returned {delay!r}; a wait must be a finite number of"
+                " seconds >= 0"
+            )
+        return float(delay)
 
     def result_verdict(self, result: object) -> bool | float:
         """Whether *result* is retried (only with ``retry_if_result``)."""
