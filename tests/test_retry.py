@@ -86,19 +86,15 @@ def test_bad_on(on: object, error: type[Exception], match: str) -> None:
         retry(on=on)  # type: ignore[arg-type]
 
 
-def test_on_rejects_coroutines_and_async_predicates() -> None:
+def test_on_rejects_coroutine_objects_and_accepts_async_predicates() -> None:
     async def is_transient(exc: BaseException) -> bool:
         return True
 
     coroutine = is_transient(Transient())
     with pytest.raises(TypeError, match="not a coroutine object"):
         retry(on=coroutine)  # type: ignore[arg-type]
-    with pytest.raises(
-        TypeError, match=r"plain \(sync\) function, got the async function .*is_transient"
-    ):
-        retry(on=is_transient)  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="retry_if_result must be a plain"):
-        retry(on=Transient, retry_if_result=is_transient)  # type: ignore[arg-type]
+    assert retry(on=is_transient).on is is_transient  # issue 17: async predicates
+    retry(on=Transient, retry_if_result=is_transient)
     with pytest.raises(TypeError, match="retry_if_result must be callable"):
         retry(on=Transient, retry_if_result=3)  # type: ignore[arg-type]
 
@@ -1077,3 +1073,54 @@ async def test_a_bad_wait_answer_is_an_error(answer: object, error: type, match:
     with pytest.raises(error, match=match) as info:
         await retry(on=Transient, wait=lambda n, e: answer).call(flaky)  # type: ignore[arg-type,return-value]
     assert info.value.__context__ is flaky.raised[0]  # the real error stays reachable
+
+
+# --- issue 17: async predicates -------------------------------------------------------------------
+
+
+async def transient_later(exc: BaseException) -> bool | float:
+    await anyio.sleep(0.25)  # e.g. ask a service whether the error is transient
+    if isinstance(exc, RetryAfter):
+        return exc.seconds or True
+    return isinstance(exc, Transient)
+
+
+async def is_503(result: object) -> bool:
+    await anyio.lowlevel.checkpoint()
+    return result == 503
+
+
+async def test_async_on_predicate(clock: Clock) -> None:
+    flaky = Flaky(Transient(), RetryAfter(2))
+    assert await retry(on=transient_later, backoff=EXACT).call(flaky) == "ok"
+    # 0.25 s to judge each failure, then the waits: 1 s, then 2 s from Retry-After
+    assert offsets(flaky.calls) == [0, clock.approx(1.25), clock.approx(3.5)]
+    flaky = Flaky(Transient(), Fatal("no"))
+    with pytest.raises(Fatal) as info:
+        await retry(on=transient_later, backoff=EXACT)(flaky)()
+    assert info.value.__notes__[0].endswith("Fatal is not retried (on=transient_later)")
+
+
+async def test_async_on_predicate_never_sees_cancellation(clock: Clock) -> None:
+    seen: list[BaseException] = []
+
+    async def anything(exc: BaseException) -> bool:
+        seen.append(exc)
+        return True
+
+    async def hang() -> None:
+        await anyio.sleep(10)
+
+    with anyio.move_on_after(1) as scope:
+        await retry(on=anything).call(hang)
+    assert scope.cancelled_caught
+    assert seen == []
+
+
+async def test_async_retry_if_result(clock: Clock) -> None:
+    results = Results(503, 503, 200)
+    policy = retry(on=Transient, retry_if_result=is_503, backoff=EXACT)
+    assert await policy.call(results) == 200
+    assert results.calls == 3
+    assert clock.now() == clock.approx(3)
+    assert await retry(on=Transient, retry_if_result=is_503, attempts=2)(Results(503, 503))() == 503

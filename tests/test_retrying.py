@@ -492,3 +492,39 @@ async def test_next_wait_with_a_wait_function_is_nan() -> None:
         with attempt:
             assert math.isnan(attempt.next_wait)
             assert repr(attempt) == "<Attempt num=1 next_wait=nan>"
+
+
+async def async_predicate_block(
+    attempts: AsyncIterator[Attempt], outcomes: list[object]
+) -> Attempt:
+    async for attempt in attempts:
+        async with attempt:
+            outcome = outcomes.pop(0)
+            if isinstance(outcome, BaseException):
+                raise outcome
+            attempt.set_result(outcome)
+    return attempt
+
+
+async def test_async_predicates_in_a_block(clock: Clock) -> None:
+    async def transient(exc: BaseException) -> bool:
+        await anyio.sleep(0.5)
+        return isinstance(exc, Transient)
+
+    async def is_503(result: object) -> bool:
+        return result == 503
+
+    attempts = retrying(on=transient, retry_if_result=is_503, backoff=EXACT)
+    last = await async_predicate_block(attempts, [Transient(), 503, 200])
+    assert (last.num, last.result) == (3, 200)
+    assert clock.now() == clock.approx(0.5 + 1 + 2)
+    with pytest.raises(Fatal):
+        await async_predicate_block(retrying(on=transient), [Fatal()])
+
+
+async def test_with_attempt_and_an_async_predicate_names_the_fix() -> None:
+    async def transient(exc: BaseException) -> bool:
+        return True
+
+    with pytest.raises(TypeError, match="use 'async with attempt:'"):
+        await run_block(retrying(on=transient))

@@ -137,6 +137,7 @@ class Retry:
         name = settings.name or name_of(fn)
         budget = settings.budget
         judges_results = settings.result_check is not None
+        awaits = settings.awaits
 
         # The success path, inlined (about 0.15 us over a bare await; through
         # _run it would be 0.4 us): fn is an async def, checked above.
@@ -147,13 +148,21 @@ class Retry:
             try:
                 result = await fn(*args, **kwargs)
             except BaseException as exc:
-                loop = _after_error(settings, name, exc)
+                loop = (
+                    await _after_error_async(settings, name, exc)
+                    if awaits
+                    else _after_error(settings, name, exc)
+                )
                 if loop is None:
                     raise
             else:
                 if not judges_results:
                     return result
-                loop = _after_result(settings, name, result)
+                loop = (
+                    await _after_result_async(settings, name, result)
+                    if awaits
+                    else _after_result(settings, name, result)
+                )
                 if loop is None:
                     return result
             retrying = _retry(fn, args, kwargs, loop)
@@ -177,13 +186,23 @@ class Retry:
         except BaseException as exc:
             if not callable(fn_object := cast(object, fn)):  # e.g. a coroutine object:
                 check_callable("fn", fn_object)  # a bug at the call site, explained
-            loop = _after_error(settings, settings.name or name_of(fn), exc)
+            name = settings.name or name_of(fn)
+            loop = (
+                await _after_error_async(settings, name, exc)
+                if settings.awaits
+                else _after_error(settings, name, exc)
+            )
             if loop is None:
                 raise
         else:
             if settings.result_check is None:
                 return result
-            loop = _after_result(settings, settings.name or name_of(fn), result)
+            name = settings.name or name_of(fn)
+            loop = (
+                await _after_result_async(settings, name, result)
+                if settings.awaits
+                else _after_result(settings, name, result)
+            )
             if loop is None:
                 return result
         # Outside the except block, so later errors are not chained to the
@@ -229,6 +248,26 @@ def _after_result(settings: Settings, name: str, result: object) -> RetryLoop | 
     return loop
 
 
+async def _after_error_async(settings: Settings, name: str, exc: BaseException) -> RetryLoop | None:
+    """:func:`_after_error` with an async ``on`` predicate."""
+    verdict = await settings.verdict_async(exc)
+    if verdict is False:
+        return None
+    loop = RetryLoop(settings, name)
+    loop.fail(exc, None, verdict)
+    return loop
+
+
+async def _after_result_async(settings: Settings, name: str, result: object) -> RetryLoop | None:
+    """:func:`_after_result` with an async ``retry_if_result``."""
+    verdict = await settings.result_verdict_async(result)
+    if verdict is False:
+        return None
+    loop = RetryLoop(settings, name)
+    loop.fail(None, result, verdict)
+    return loop
+
+
 async def _retry(
     fn: Callable[..., Awaitable[T]], args: tuple[Any, ...], kwargs: dict[str, Any], loop: RetryLoop
 ) -> T:
@@ -247,14 +286,18 @@ async def _again(
     fn: Callable[..., Awaitable[T]], args: tuple[Any, ...], kwargs: dict[str, Any], loop: RetryLoop
 ) -> T:
     judges_results = loop.settings.result_check is not None
+    awaits = loop.settings.awaits
     while await loop.pause():
         try:
             result = await call_async("fn", fn, *args, **kwargs)
         except BaseException as exc:
-            if not loop.failed(exc):
+            if not (await loop.failed_async(exc) if awaits else loop.failed(exc)):
                 raise
         else:
-            if not judges_results or not loop.rejected(result):
+            if not judges_results:
+                del loop  # free the earlier errors now, not at the next collection
+                return result
+            if not (await loop.rejected_async(result) if awaits else loop.rejected(result)):
                 del loop  # free the earlier errors now, not at the next collection
                 return result
     return cast(T, loop.result)  # retrying stopped on a rejected result

@@ -125,7 +125,13 @@ class RetryLoop:
     def failed(self, exc: BaseException) -> bool:
         """The running attempt raised *exc*: whether it is retried. Call it in
         the ``except`` block; a non-retried error after retries gets the notes."""
-        verdict = self.settings.verdict(exc)
+        return self._judged(exc, self.settings.verdict(exc))
+
+    async def failed_async(self, exc: BaseException) -> bool:
+        """:meth:`failed`, with an async ``on`` predicate."""
+        return self._judged(exc, await self.settings.verdict_async(exc))
+
+    def _judged(self, exc: BaseException, verdict: bool | float) -> bool:
         if verdict is False:
             if self.attempts > 1 and not is_control_flow(exc):
                 self.annotate(
@@ -140,6 +146,14 @@ class RetryLoop:
         """The running attempt returned *result*: whether ``retry_if_result``
         rejects it (then it is retried like an error)."""
         verdict = self.settings.result_verdict(result)
+        if verdict is False:
+            return False
+        self.fail(None, result, verdict)
+        return True
+
+    async def rejected_async(self, result: object) -> bool:
+        """:meth:`rejected`, with an async ``retry_if_result``."""
+        verdict = await self.settings.result_verdict_async(result)
         if verdict is False:
             return False
         self.fail(None, result, verdict)

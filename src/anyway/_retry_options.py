@@ -4,8 +4,9 @@ validated, with the defaults applied, and the verdicts that use them)."""
 
 from __future__ import annotations
 
+import inspect
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Final, Required, TypeAlias, TypedDict
 
 from ._backoff import Backoff
@@ -17,13 +18,14 @@ from ._validate import check_callable, check_count, check_exception_filter, chec
 
 __all__ = ["ResultCheck", "RetryOn", "RetryOptions", "Settings", "TryAgain", "WaitFn"]
 
-Predicate: TypeAlias = Callable[[BaseException], bool | float]
+Predicate: TypeAlias = Callable[[BaseException], bool | float | Awaitable[bool | float]]
 RetryOn: TypeAlias = type[BaseException] | tuple[type[BaseException], ...] | Predicate
 """What ``on=`` accepts: an exception type, a tuple of them, or a predicate
-``exc -> bool | float`` (a float is the delay to use)."""
+``exc -> bool | float`` (a float is the delay to use), sync or async."""
 
-ResultCheck: TypeAlias = Callable[[Any], bool | float]
-"""What ``retry_if_result=`` accepts: a predicate ``result -> bool | float``."""
+ResultCheck: TypeAlias = Callable[[Any], bool | float | Awaitable[bool | float]]
+"""What ``retry_if_result=`` accepts: a predicate ``result -> bool | float``,
+sync or async."""
 
 WaitFn: TypeAlias = Callable[[int, BaseException | None], float]
 """What ``wait=`` accepts: ``(attempt, exc) -> seconds``, called after
@@ -96,6 +98,7 @@ class Settings:
 
     __slots__ = (
         "attempts",
+        "awaits",
         "backoff",
         "budget",
         "circuit_open_ok",
@@ -120,7 +123,13 @@ class Settings:
             raise TypeError("missing the required keyword argument 'on' (what to retry)")
         given: dict[str, Any] = {**DEFAULTS, **options}
         on = given["on"]
-        types, predicate = check_exception_filter("on", on)
+        types: tuple[type[BaseException], ...]
+        predicate: Callable[[BaseException], Any] | None
+        awaits: bool = not isinstance(on, (type, tuple)) and is_async_function(on)
+        if awaits:  # an async predicate (the shared filter check takes sync ones)
+            types, predicate = (), check_callable("on", on)
+        else:
+            types, predicate = check_exception_filter("on", on)
         attempts = given["attempts"]
         if attempts is not None:
             attempts = check_count(
@@ -169,11 +178,10 @@ class Settings:
         result_check = given["retry_if_result"]
         if result_check is not None:
             check_callable("retry_if_result", result_check)
-            if is_async_function(result_check):
-                raise TypeError(
-                    "retry_if_result must be a plain (sync) predicate returning bool or a"
-                    f" delay, got the async function {name_of(result_check)}"
-                )
+            awaits = awaits or is_async_function(result_check)
+        #: Whether a predicate is async: the verdicts must then be awaited
+        #: (:meth:`verdict_async`), and retrying() blocks use ``async with``.
+        self.awaits: bool = awaits
         self.on: RetryOn = on
         self.types: tuple[type[BaseException], ...] | None = types or None
         self.predicate: Predicate | None = predicate
@@ -197,9 +205,8 @@ class Settings:
             "(" + ", ".join(t.__qualname__ for t in types) + ("," if len(types) == 1 else "") + ")"
         )
 
-    def verdict(self, exc: BaseException) -> bool | float:
-        """Whether *exc* is retried: ``False``, ``True`` (after the backoff) or
-        a delay in seconds. Called in the ``except`` block that caught *exc*."""
+    def _verdict(self, exc: BaseException) -> bool | float | None:
+        """The verdict on *exc* without the predicate (``None``: ask it)."""
         if not isinstance(exc, Exception):
             if is_control_flow(exc):
                 return False
@@ -212,8 +219,29 @@ class Settings:
             if not isinstance(exc, types):
                 return False
             return not isinstance(exc, CircuitOpen) or self.circuit_open_ok
+        return None
+
+    def verdict(self, exc: BaseException) -> bool | float:
+        """Whether *exc* is retried: ``False``, ``True`` (after the backoff) or
+        a delay in seconds. Called in the ``except`` block that caught *exc*
+        (sync predicates only: see :meth:`verdict_async`)."""
+        verdict = self._verdict(exc)
+        if verdict is not None:
+            return verdict
         assert self.predicate is not None
         return _coerce_verdict(self.predicate(exc), "the on predicate", self.predicate)
+
+    async def verdict_async(self, exc: BaseException) -> bool | float:
+        """:meth:`verdict`, awaiting an async predicate."""
+        verdict = self._verdict(exc)
+        if verdict is not None:
+            return verdict
+        predicate = self.predicate
+        assert predicate is not None
+        answer = predicate(exc)
+        if inspect.isawaitable(answer):
+            answer = await answer
+        return _coerce_verdict(answer, "the on predicate", predicate)
 
     def waited(self, attempt: int, exc: BaseException | None) -> float:
         """The ``wait=`` function's wait after attempt *attempt* failed."""
@@ -238,3 +266,12 @@ class Settings:
         check = self.result_check
         assert check is not None
         return _coerce_verdict(check(result), "retry_if_result", check)
+
+    async def result_verdict_async(self, result: object) -> bool | float:
+        """:meth:`result_verdict`, awaiting an async predicate."""
+        check = self.result_check
+        assert check is not None
+        answer = check(result)
+        if inspect.isawaitable(answer):
+            answer = await answer
+        return _coerce_verdict(answer, "retry_if_result", check)

@@ -123,6 +123,14 @@ class Attempt:
         return f"<Attempt num={self._num} next_wait={secs(self.next_wait)}{shown}>"
 
     def __enter__(self) -> Attempt:
+        if self._owner._loop.settings.awaits:
+            raise TypeError(
+                "this retrying() loop has an async predicate (on= or retry_if_result=), which"
+                " 'with attempt:' cannot await: use 'async with attempt:'"
+            )
+        return self._enter()
+
+    def _enter(self) -> Attempt:
         owner = self._owner
         end = owner._loop.end
         if self is owner._current and end != float("inf"):
@@ -131,22 +139,32 @@ class Attempt:
             scope.__enter__()
         return self
 
+    def _cut(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        """Leave the timeout's scope; whether it cut the block."""
+        scope = self._scope
+        if scope is None:
+            return False
+        self._scope = None
+        scope.__exit__(exc_type, exc, tb)
+        return scope.cancelled_caught
+
     def __exit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool:
-        scope = self._scope
-        if scope is not None:
-            self._scope = None
-            scope.__exit__(exc_type, exc, tb)
-            if scope.cancelled_caught:  # the retry timeout cut the block
-                return self._owner._cut(self)
+        if self._cut(exc_type, exc, tb):
+            return self._owner._cut(self)
         return self._owner._exit(self, exc)
 
     async def __aenter__(self) -> Attempt:
-        return self.__enter__()
+        return self._enter()
 
     async def __aexit__(
         self,
@@ -154,7 +172,12 @@ class Attempt:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool:
-        return self.__exit__(exc_type, exc, tb)
+        if self._cut(exc_type, exc, tb):
+            return self._owner._cut(self)
+        owner = self._owner
+        if owner._loop.settings.awaits:
+            return await owner._exit_async(self, exc)
+        return owner._exit(self, exc)
 
 
 class Attempts(AsyncIterator[Attempt]):
@@ -226,6 +249,26 @@ class Attempts(AsyncIterator[Attempt]):
                 self._state = _FAILED  # __anext__ retries or gives up
             return False
         if loop.failed(exc):
+            self._state = _FAILED
+            return True
+        return False
+
+    async def _exit_async(self, attempt: Attempt, exc: BaseException | None) -> bool:
+        """:meth:`_exit`, awaiting async predicates (``async with attempt:``)."""
+        if attempt is not self._current or self._state != _RUNNING:
+            return False
+        self._state = _DONE
+        loop = self._loop
+        if exc is None:
+            result = attempt._result
+            if (
+                result is not _NO_RESULT
+                and loop.settings.result_check is not None
+                and await loop.rejected_async(result)
+            ):
+                self._state = _FAILED
+            return False
+        if await loop.failed_async(exc):
             self._state = _FAILED
             return True
         return False

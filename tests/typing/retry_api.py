@@ -91,3 +91,15 @@ async def pinned_issue_17() -> None:
         async with attempt as entered:
             assert_type(entered, Attempt)
             raise anyway.TryAgain
+
+
+async def is_transient(exc: BaseException) -> bool:
+    return isinstance(exc, OSError)
+
+
+async def is_503(result: object) -> bool:
+    return result == 503
+
+
+assert_type(anyway.retry(on=is_transient, retry_if_result=is_503), Retry)
+assert_type(anyway.retry(on=OSError, wait=lambda attempt, exc: 0.5 * attempt), Retry)
