@@ -1124,3 +1124,16 @@ async def test_async_retry_if_result(clock: Clock) -> None:
     assert results.calls == 3
     assert clock.now() == clock.approx(3)
     assert await retry(on=Transient, retry_if_result=is_503, attempts=2)(Results(503, 503))() == 503
+
+
+async def test_an_async_predicate_cut_by_the_timeout_keeps_the_error(clock: Clock) -> None:
+    async def slowly(exc: BaseException) -> bool:
+        await anyio.sleep(0 if exc.args == (0,) else 10)
+        return True
+
+    flaky = Flaky(Transient(0), Transient(1))
+    with pytest.raises(Transient) as info:
+        await retry(on=slowly, timeout=1, backoff=Backoff(initial=0)).call(flaky)
+    assert info.value is flaky.raised[1]  # the latest error, though its verdict was cut
+    assert clock.now() == clock.approx(1)
+    assert "the retry timeout (timeout=1 s) expired" in info.value.__notes__[0]

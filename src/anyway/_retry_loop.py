@@ -129,7 +129,13 @@ class RetryLoop:
 
     async def failed_async(self, exc: BaseException) -> bool:
         """:meth:`failed`, with an async ``on`` predicate."""
-        return self._judged(exc, await self.settings.verdict_async(exc))
+        try:
+            verdict = await self.settings.verdict_async(exc)
+        except BaseException as interrupted:
+            if is_control_flow(interrupted) and not is_control_flow(exc):
+                self.fail(exc, None, True)  # cut while judging: exc is the last failure
+            raise
+        return self._judged(exc, verdict)
 
     def _judged(self, exc: BaseException, verdict: bool | float) -> bool:
         if verdict is False:
