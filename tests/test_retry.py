@@ -1017,6 +1017,8 @@ async def test_wait_gives_the_wait_from_the_attempt_and_the_error(
     assert offsets(flaky.calls) == [0, clock.approx(0.5), clock.approx(5.5), clock.approx(7)]
     assert [e.delay for e in events if isinstance(e, RetryScheduled)] == [0.5, 5.0, 1.5]
     assert "wait=by_error" in repr(policy)
+    assert policy.wait is by_error
+    assert retry(on=Transient).wait is None
 
 
 async def test_wait_in_a_block_and_for_rejected_results(clock: Clock) -> None:

@@ -32,7 +32,7 @@ from ._backoff import Backoff
 from ._retry_budget import RetryBudget
 from ._retry_loop import RetryLoop
 from ._retry_notes import secs
-from ._retry_options import RetryOn, RetryOptions, Settings, TryAgain
+from ._retry_options import RetryOn, RetryOptions, Settings, TryAgain, WaitFn
 from ._util import call_async, check_async_function, name_of
 from ._validate import check_callable
 
@@ -116,6 +116,11 @@ class Retry:
     def backoff(self) -> Backoff:
         """The waits between attempts."""
         return self._settings.backoff
+
+    @property
+    def wait(self) -> WaitFn | None:
+        """The ``wait=`` function that replaces the backoff, if any."""
+        return self._settings.wait
 
     @property
     def budget(self) -> RetryBudget | None:
