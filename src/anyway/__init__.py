@@ -43,11 +43,12 @@ from ._tasks import settle as settle
 
 # retry
 from ._backoff import Backoff as Backoff
-from ._retry import Attempt as Attempt
 from ._retry import Retry as Retry
-from ._retry import RetryBudget as RetryBudget
+from ._retry import TryAgain as TryAgain
 from ._retry import retry as retry
-from ._retry import retrying as retrying
+from ._retry_budget import RetryBudget as RetryBudget
+from ._retrying import Attempt as Attempt
+from ._retrying import retrying as retrying
 
 # limits
 from ._bulkhead import Bulkhead as Bulkhead
@@ -111,6 +112,7 @@ __all__ = [  # noqa: RUF022 - grouped by area, sorted within each group
     "Backoff",
     "Retry",
     "RetryBudget",
+    "TryAgain",
     "retry",
     "retrying",
     # limits

@@ -69,6 +69,8 @@ class Backoff:
     :meth:`delays`.
 
     All times are in seconds; *initial* and *max* may be ``0`` (no wait).
+    An *initial* above *max* is capped like every wait: ``Backoff(initial=1,
+    max=0)`` never waits (stamina's ``wait_max=0``, common in tests).
     """
 
     __slots__ = ("_initial", "_jitter", "_max", "_multiplier", "_random", "_uniform")
@@ -95,11 +97,6 @@ class Backoff:
             max,
             hint="; the longest wait in seconds (an unbounded wait is never what you want)",
         )
-        if initial > cap:
-            raise ValueError(
-                f"initial must be <= max, got initial={initial!r} > max={cap!r};"
-                " raise max or lower initial"
-            )
         multiplier = check_number(
             "multiplier",
             multiplier,
@@ -183,6 +180,8 @@ class Backoff:
         ``jitter=None``, the upper bound with full and equal jitter."""
         if n < 0:
             raise ValueError(f"n must be >= 0, got {n!r}")
+        if self._initial == 0:
+            return 0.0  # (0 * an overflowing power is still no wait)
         try:
             temp = self._initial * self._multiplier**n
         except OverflowError:
@@ -208,7 +207,9 @@ class Backoff:
         if jitter == "full":
             return self._uniform(0.0, temp)
         half = temp / 2
-        return half + self._uniform(0.0, half)
+        # min(): with a subnormal temp, temp / 2 rounds up and the sum could
+        # pass temp (and max) by one unit in the last place.
+        return min(temp, half + self._uniform(0.0, half))
 
     def delays(self) -> Iterator[float]:
         """A fresh, endless iterator of waits for one call: the state that
@@ -219,14 +220,17 @@ class Backoff:
         return self._exponential()
 
     def _exponential(self) -> Iterator[float]:
-        temp = min(self._max, self._initial)
+        # The same temp as ceiling(n) (not a running product, which rounds
+        # differently), so that delays() and ceiling() always agree.
         cap = self._max
-        multiplier = self._multiplier
+        ceiling = self.ceiling
         jitter_of = self._jitter_of
+        n = 0
         while True:
+            temp = ceiling(n)
             yield jitter_of(temp)
             if temp < cap:
-                temp = min(cap, temp * multiplier)
+                n += 1
 
     def _decorrelated(self) -> Iterator[float]:
         base = self._initial

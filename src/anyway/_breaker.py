@@ -50,7 +50,8 @@ from ._events import (
     emit,
     global_hooks,
 )
-from ._retry import _COROUTINE, _awaitable, _NotAwaitable
+from ._util import NotAwaitableError as _NotAwaitable
+from ._util import call_async
 from ._validate import check_callable, check_count, check_number, check_seconds
 
 __all__ = [
@@ -1386,10 +1387,7 @@ class CircuitBreaker:
             ticket = await self._admit()
             start = anyio.current_time() if self._slow is not None else 0.0
         try:
-            awaitable = fn(*args, **kwargs)
-            if awaitable.__class__ is not _COROUTINE:
-                awaitable = _awaitable(fn, awaitable)
-            result = await awaitable
+            result = await call_async("fn", fn, *args, **kwargs)
         except BaseException as exc:
             if not callable(fn_object := cast(object, fn)):  # e.g. a coroutine object:
                 await self._release(ticket)  # a bug at the call site, explained

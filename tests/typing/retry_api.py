@@ -75,3 +75,31 @@ async def a_test() -> int:
 
 
 assert_type(a_test, Callable[[], Coroutine[Any, Any, int]])
+
+
+# --- the options are one TypedDict (RetryOptions): a typo is a type error ---
+anyway.retry(on=OSError, attemps=3)  # type: ignore[call-arg]
+anyway.retrying(on=OSError, timeout="5")  # type: ignore[arg-type]
+anyway.Retry(on=OSError, budget=None, name="db")
+
+
+async def pinned_issue_17() -> None:
+    from anyway.testing import is_testing
+
+    assert_type(is_testing(), bool)
+    async for attempt in anyway.retrying(on=OSError):
+        async with attempt as entered:
+            assert_type(entered, Attempt)
+            raise anyway.TryAgain
+
+
+async def is_transient(exc: BaseException) -> bool:
+    return isinstance(exc, OSError)
+
+
+async def is_503(result: object) -> bool:
+    return result == 503
+
+
+assert_type(anyway.retry(on=is_transient, retry_if_result=is_503), Retry)
+assert_type(anyway.retry(on=OSError, wait=lambda attempt, exc: 0.5 * attempt), Retry)

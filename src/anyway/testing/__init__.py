@@ -19,6 +19,7 @@ from ._clock import Clock as Clock
 from ._foreign import foreign_clocks as foreign_clocks
 from ._retry import RetryTestMode as RetryTestMode
 from ._retry import cap_attempts as cap_attempts
+from ._retry import is_testing as is_testing
 from ._retry import no_backoff as no_backoff
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "clock_id",
     "foreign_clocks",
     "fresh_backend",
+    "is_testing",
     "is_virtual",
     "no_backoff",
     "virtual_time_options",

@@ -10,14 +10,14 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
-from contextvars import Token
 from types import TracebackType
 from typing import Any, TypeVar
 
-from .._retry import _test_mode, _TestMode
+from .._config import enter_test_mode, exit_test_mode
+from .._config import is_testing as is_testing
 from .._validate import check_count
 
-__all__ = ["RetryTestMode", "cap_attempts", "no_backoff"]
+__all__ = ["RetryTestMode", "cap_attempts", "is_testing", "no_backoff"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -25,35 +25,23 @@ F = TypeVar("F", bound=Callable[..., Any])
 class RetryTestMode:
     """What :func:`no_backoff` and :func:`cap_attempts` return: a context
     manager (``with no_backoff():``) that is also a decorator for sync and
-    async test functions (``@no_backoff()``)."""
+    async test functions (``@no_backoff()``).
 
-    __slots__ = ("_max_attempts", "_tokens", "_zero_waits")
+    It holds no per-use state: one object can be entered by several tasks at
+    once, and nested in itself.
+    """
+
+    __slots__ = ("_max_attempts", "_zero_waits")
 
     def __init__(self, *, zero_waits: bool, max_attempts: int | None) -> None:
         self._zero_waits = zero_waits
         self._max_attempts = max_attempts
-        self._tokens: list[Token[_TestMode | None]] = []
 
     def __repr__(self) -> str:
-        return (
-            f"<RetryTestMode zero_waits={self._zero_waits} max_attempts={self._max_attempts}"
-            f" active={bool(self._tokens)}>"
-        )
+        return f"<RetryTestMode zero_waits={self._zero_waits} max_attempts={self._max_attempts}>"
 
     def __enter__(self) -> None:
-        outer = _test_mode.get()
-        zero_waits = self._zero_waits
-        max_attempts = self._max_attempts
-        if outer is not None:  # nested: the strictest of both wins
-            zero_waits = zero_waits or outer.zero_waits
-            if outer.max_attempts is not None:
-                max_attempts = (
-                    outer.max_attempts
-                    if max_attempts is None
-                    else min(max_attempts, outer.max_attempts)
-                )
-        mode = _TestMode(zero_waits=zero_waits, max_attempts=max_attempts)
-        self._tokens.append(_test_mode.set(mode))
+        enter_test_mode(zero_waits=self._zero_waits, max_attempts=self._max_attempts)
 
     def __exit__(
         self,
@@ -61,10 +49,7 @@ class RetryTestMode:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        _test_mode.reset(self._tokens.pop())
-
-    def _fresh(self) -> RetryTestMode:
-        return RetryTestMode(zero_waits=self._zero_waits, max_attempts=self._max_attempts)
+        exit_test_mode()
 
     def __call__(self, fn: F) -> F:
         """Decorate a (sync or async) function: it runs in this mode."""
@@ -72,14 +57,14 @@ class RetryTestMode:
 
             @functools.wraps(fn)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                with self._fresh():  # one object per call: safe for concurrent calls
+                with self:
                     return await fn(*args, **kwargs)
 
             return async_wrapper  # type: ignore[return-value]
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with self._fresh():
+            with self:
                 return fn(*args, **kwargs)
 
         return wrapper  # type: ignore[return-value]

@@ -1,0 +1,343 @@
+"""The retry loop, shared by ``retry()`` and ``retrying()``: the state of one
+call that failed at least once, and the step between two attempts (decide,
+tell the hooks, check the limits again, wait, or give up).
+
+The two drivers only differ in how they run an attempt: ``Retry`` awaits the
+function, ``retrying()`` yields an :class:`~anyway.Attempt` for the user's
+block. Both run everything after the first failure under the retry timeout
+(an :class:`anyio.CancelScope` whose deadline is ``first failure + timeout``),
+so hooks, waits and later attempts are cut when it expires; the caller then
+gets the last real error, with a note (see :meth:`RetryLoop.cut`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator
+from typing import Final
+
+import anyio
+
+from ._config import test_mode
+from ._events import Event, Hook, RetryGaveUp, RetryScheduled, emit, global_hooks, log_event
+from ._retry_notes import EarlierAttempts, link, plural, secs
+from ._retry_options import Settings
+from ._util import is_control_flow
+
+__all__ = ["RetryLoop"]
+
+#: The logger of the default hook, :func:`anyway.log_event`.
+_logger: Final = logging.getLogger("anyway")
+
+
+def _listening() -> bool:
+    """Whether anyone would see a :class:`RetryScheduled`: a global hook other
+    than the default logger, or the logger at INFO. Saves building events
+    nobody reads (about 1 us per retry)."""
+    hooks = global_hooks()
+    return len(hooks) != 1 or hooks[0] is not log_event or _logger.isEnabledFor(logging.INFO)
+
+
+async def _emit(event: Event, hooks: tuple[Hook, ...], error: BaseException | None) -> None:
+    """Emit *event*; if a hook raises, the error being retried stays reachable."""
+    try:
+        await emit(event, hooks)
+    except Exception as hook_error:
+        if error is not None and hook_error.__context__ is None and hook_error is not error:
+            hook_error.__context__ = error
+        raise
+
+
+class RetryLoop:
+    """One call's retrying (never shared).
+
+    ``error`` / ``result`` is the last failure (an exception, or a result
+    that ``retry_if_result`` rejected), ``attempts`` the number of attempts
+    started so far.
+    """
+
+    __slots__ = (
+        "attempts",
+        "delays",
+        "earlier",
+        "end",
+        "error",
+        "listening",
+        "max_attempts",
+        "name",
+        "pending",
+        "previous",
+        "result",
+        "running",
+        "settings",
+        "start",
+        "testing",
+        "verdict",
+        "withdrawn",
+        "zero_waits",
+    )
+
+    def __init__(self, settings: Settings, name: str) -> None:
+        self.settings = settings
+        self.name = name
+        self.attempts = 1
+        self.start: float | None = None  # the first failure (set by fail())
+        self.running = True  # an attempt runs (False: between two attempts)
+        self.end = math.inf  # start + timeout
+        self.error: BaseException | None = None
+        self.previous: BaseException | None = None
+        self.result: object = None
+        self.verdict: bool | float = True
+        self.delays: Iterator[float] | None = None
+        self.pending: float | None = None  # a backoff drawn ahead (Attempt.next_wait)
+        self.earlier = EarlierAttempts()
+        self.listening: bool | None = None  # snapshot of _listening() for this call
+        self.withdrawn = 0  # the budget's time slice of the last withdrawal
+        mode = test_mode()
+        limit = settings.attempts
+        if mode is None:
+            self.testing = self.zero_waits = False
+        else:
+            self.zero_waits = mode.zero_waits
+            self.testing = mode.max_attempts is not None
+            if mode.max_attempts is not None:
+                limit = mode.max_attempts if limit is None else min(limit, mode.max_attempts)
+        self.max_attempts = limit
+
+    # --- the outcome of an attempt ---
+
+    def fail(self, error: BaseException | None, result: object, verdict: bool | float) -> None:
+        """The running attempt failed retryably (with *error*, or with the
+        rejected *result*); *verdict* is ``True`` or a delay."""
+        if self.start is None:  # the first failure starts the retry timeout
+            start = self.start = anyio.current_time()
+            timeout = self.settings.timeout
+            if timeout is not None:
+                self.end = start + timeout
+        self.running = False
+        if self.error is not None:
+            self.previous = self.error
+        self.error = error
+        self.result = None if error is not None else result
+        self.verdict = verdict
+
+    def failed(self, exc: BaseException) -> bool:
+        """The running attempt raised *exc*: whether it is retried. Call it in
+        the ``except`` block; a non-retried error after retries gets the notes."""
+        return self._judged(exc, self.settings.verdict(exc))
+
+    async def failed_async(self, exc: BaseException) -> bool:
+        """:meth:`failed`, with an async ``on`` predicate."""
+        try:
+            verdict = await self.settings.verdict_async(exc)
+        except BaseException as interrupted:
+            if is_control_flow(interrupted) and not is_control_flow(exc):
+                self.fail(exc, None, True)  # cut while judging: exc is the last failure
+            raise
+        return self._judged(exc, verdict)
+
+    def _judged(self, exc: BaseException, verdict: bool | float) -> bool:
+        if verdict is False:
+            if self.attempts > 1 and not is_control_flow(exc):
+                self.annotate(
+                    exc,
+                    f"{type(exc).__qualname__} is not retried (on={self.settings.on_repr()})",
+                )
+            return False
+        self.fail(exc, None, verdict)
+        return True
+
+    def rejected(self, result: object) -> bool:
+        """The running attempt returned *result*: whether ``retry_if_result``
+        rejects it (then it is retried like an error)."""
+        verdict = self.settings.result_verdict(result)
+        if verdict is False:
+            return False
+        self.fail(None, result, verdict)
+        return True
+
+    async def rejected_async(self, result: object) -> bool:
+        """:meth:`rejected`, with an async ``retry_if_result``."""
+        verdict = await self.settings.result_verdict_async(result)
+        if verdict is False:
+            return False
+        self.fail(None, result, verdict)
+        return True
+
+    # --- between two attempts ---
+
+    def peek_backoff(self) -> float:
+        """The backoff wait after the running attempt, drawn ahead (NaN with
+        ``wait=``: that wait depends on the failure)."""
+        if self.zero_waits:
+            return 0.0
+        if self.settings.wait is not None:
+            return math.nan
+        if self.pending is None:
+            self.pending = self._draw()
+        return self.pending
+
+    def _draw(self) -> float:
+        if self.delays is None:
+            self.delays = self.settings.backoff.delays()
+        return next(self.delays)
+
+    def _crossing(self, delay: float, now: float) -> str | None:
+        """Why a wait of *delay* seconds from *now* must not start, if it must not."""
+        end = self.end
+        if now + delay >= end:
+            timeout = self.settings.timeout
+            return (
+                f"waiting {secs(delay)} s would cross the retry timeout"
+                f" (timeout={secs(timeout or 0.0)} s, {secs(max(end - now, 0.0))} s left)"
+            )
+        deadline = anyio.current_effective_deadline()  # ours (end) is later: the caller's
+        if now + delay >= deadline:
+            return (
+                f"waiting {secs(delay)} s would cross the caller's deadline"
+                f" in {secs(max(deadline - now, 0.0))} s"
+            )
+        return None
+
+    def _plan(self) -> tuple[float, str | None]:
+        """The delay before the next attempt, or the reason to stop."""
+        limit = self.max_attempts
+        if limit is not None and self.attempts >= limit:
+            capped = (
+                " by anyway.testing" if self.testing and limit != self.settings.attempts else ""
+            )
+            return 0.0, f"no attempts left (attempts={limit}{capped})"
+        verdict = self.verdict
+        if self.zero_waits:
+            delay = 0.0
+        elif verdict is not True:
+            delay = float(verdict)
+        elif self.settings.wait is not None:
+            try:
+                delay = self.settings.waited(self.attempts, self.error)
+            except Exception as bad:  # the error being retried stays reachable
+                if bad.__context__ is None:
+                    bad.__context__ = self.error
+                raise
+        else:
+            delay = self.pending if self.pending is not None else self._draw()
+            self.pending = None
+        # A zero wait is only a checkpoint: it crosses no deadline, and the
+        # timeout's cancel scope cuts whatever runs past it. So the clock and
+        # the caller's deadline are only read before real waits.
+        if delay > 0:
+            reason = self._crossing(delay, anyio.current_time())
+            if reason is not None:
+                return delay, reason
+        budget = self.settings.budget
+        if budget is not None:
+            withdrawn = budget._withdraw()
+            if withdrawn is None:
+                return delay, f"retry budget exhausted ({budget!r})"
+            self.withdrawn = withdrawn
+        return delay, None
+
+    def _refund(self) -> None:
+        budget = self.settings.budget
+        if budget is not None:
+            budget._refund(self.withdrawn)  # the retry will not happen
+
+    def wants_events(self) -> bool:
+        """Whether a :class:`RetryScheduled` would reach anyone (checked once
+        per call: building events nobody reads costs about 1 us per retry)."""
+        listening = self.listening
+        if listening is None:
+            listening = self.listening = bool(self.settings.hooks) or _listening()
+        return listening
+
+    async def pause(self) -> bool:
+        """After a retryable failure: tell the hooks, wait, and count the next
+        attempt (``True``). When retrying stops: raise the error with the
+        give-up notes, or return ``False`` for a rejected result (the caller
+        returns ``self.result``). Cancelled, it gives the budget back."""
+        delay, reason = self._plan()
+        if reason is None:
+            try:
+                if self.wants_events():
+                    await _emit(
+                        RetryScheduled(
+                            policy=self.name,
+                            attempt=self.attempts,
+                            delay=delay,
+                            error=self.error,
+                            result=self.result,
+                        ),
+                        self.settings.hooks,
+                        self.error,
+                    )
+                    # The hooks took time: the wait must still fit (issue 11, defect 4).
+                    if delay > 0:
+                        reason = self._crossing(delay, anyio.current_time())
+                if reason is None:
+                    await anyio.sleep(delay)
+            except BaseException:
+                self._refund()
+                raise
+            if reason is not None:
+                self._refund()
+        if reason is not None:
+            return await self.give_up(reason)
+        self.earlier.add(self.attempts, self.error, self.result)
+        self.attempts += 1
+        self.running = True
+        return True
+
+    # --- giving up ---
+
+    def elapsed(self) -> float:
+        """Seconds since the first failure."""
+        return 0.0 if self.start is None else anyio.current_time() - self.start
+
+    def annotate(self, error: BaseException, reason: str) -> None:
+        """Add the give-up note and the earlier attempts to *error*."""
+        elapsed = self.elapsed()
+        error.add_note(
+            f"gave up after {plural(self.attempts, 'attempt')} in {secs(elapsed)} s: {reason}"
+        )
+        note = self.earlier.note()
+        if note is not None:
+            error.add_note(note)
+        previous = self.previous if error is self.error else self.error
+        if previous is not None:
+            link(error, previous)
+
+    async def give_up(self, reason: str) -> bool:
+        """Stop retrying: annotate the error, tell the hooks, then raise it
+        (or return ``False``: the caller returns the rejected result)."""
+        error = self.error
+        if error is not None:
+            self.annotate(error, reason)
+        await _emit(
+            RetryGaveUp(
+                policy=self.name,
+                attempts=self.attempts,
+                elapsed=self.elapsed(),
+                reason=reason,
+                error=error,
+                result=self.result,
+            ),
+            self.settings.hooks,
+            error,
+        )
+        if error is not None:
+            self.error = self.previous = None  # the caller holds it now (no cycle)
+            raise error
+        return False
+
+    async def cut(self) -> bool:
+        """The retry timeout's cancel scope expired (during an attempt, a hook
+        or a wait): give up with the last real failure."""
+        during = (
+            f"attempt {self.attempts} was cut"
+            if self.running
+            else f"during the wait after attempt {self.attempts}"
+        )
+        return await self.give_up(
+            f"the retry timeout (timeout={secs(self.settings.timeout or 0.0)} s) expired: {during}"
+        )
