@@ -1138,7 +1138,7 @@ async def test_a_breaker_template_gives_each_host_its_own(server: RealServer, ke
         assert breaker.name == f"api:{host}"
         assert breaker.config == template.config
     # The template guards nothing itself.
-    assert (template.state, template.call_count) == (CircuitState.CLOSED, 0)
+    assert (template.state, template.statistics().call_count) == (CircuitState.CLOSED, 0)
 
 
 @pytest.mark.real_time

@@ -207,7 +207,7 @@ class _Host:
             return True
         if not isinstance(breaker, CircuitBreaker) or breaker.state is not CircuitState.CLOSED:
             return False
-        return not self.used or breaker.failure_count == 0
+        return not self.used or breaker.statistics().failure_count == 0
 
 
 class _StatusFailure(httpx.HTTPStatusError):
