@@ -25,18 +25,19 @@ from anyway import (
     CircuitOpen,
     CircuitState,
     CountWindow,
-    Event,
     InMemoryBreakerStore,
+    PolicyEvent,
     TimeWindow,
-    _breaker,
     add_hook,
     remove_hook,
 )
+from anyway.abc import BreakerStore
 from anyway.testing._pytest_plugin import Clock
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.foreign_clocks]
 
 CLOSED, OPEN, HALF_OPEN = CircuitState.CLOSED, CircuitState.OPEN, CircuitState.HALF_OPEN
+STORE_TIMEOUT = 5.0  # how long a breaker waits, shielded, to give a slot back
 
 
 class Boom(Exception):
@@ -65,11 +66,11 @@ async def succeed(breaker: CircuitBreaker, times: int = 1) -> None:
             pass
 
 
-def changes(events: list[Event]) -> list[tuple[CircuitState, CircuitState]]:
+def changes(events: list[PolicyEvent]) -> list[tuple[CircuitState, CircuitState]]:
     return [(e.old, e.new) for e in events if isinstance(e, BreakerStateChanged)]
 
 
-def rejections(events: list[Event]) -> list[CallRejected]:
+def rejections(events: list[PolicyEvent]) -> list[CallRejected]:
     return [e for e in events if isinstance(e, CallRejected)]
 
 
@@ -77,27 +78,33 @@ def rejections(events: list[Event]) -> list[CallRejected]:
 
 
 async def test_opens_after_threshold_consecutive_failures() -> None:
-    events: list[Event] = []
+    events: list[PolicyEvent] = []
     breaker = CircuitBreaker(failure_threshold=3, name="db", hooks=events.append)
     await fail(breaker, 2)
     assert breaker.state is CLOSED
-    assert breaker.failure_count == 2
+    assert breaker.statistics().failure_count == 2
     with pytest.raises(Boom) as info:
         async with breaker:
             raise Boom("third")
     assert breaker.state is OPEN
     assert info.value.__notes__ == ["circuit breaker 'db' opened: 3 consecutive failures"]
     assert events == [
-        BreakerStateChanged(policy="db", old=CLOSED, new=OPEN, reason="3 consecutive failures")
+        BreakerStateChanged(
+            policy="db", old=CLOSED, new=OPEN, reason="3 consecutive failures", kind="failures"
+        )
     ]
-    assert breaker.failure_count == 0  # a new state counts from zero
+    assert breaker.statistics().failure_count == 0  # a new state counts from zero
 
 
 async def test_success_resets_the_streak() -> None:
     breaker = CircuitBreaker(failure_threshold=3)
     await fail(breaker, 2)
     await succeed(breaker)
-    assert (breaker.failure_count, breaker.success_count, breaker.call_count) == (0, 1, 3)
+    assert (
+        breaker.statistics().failure_count,
+        breaker.statistics().success_count,
+        breaker.statistics().call_count,
+    ) == (0, 1, 3)
     await fail(breaker, 2)
     assert breaker.state is CLOSED
     await fail(breaker)
@@ -105,7 +112,7 @@ async def test_success_resets_the_streak() -> None:
 
 
 async def test_open_rejects_without_running_and_says_when(clock: Clock) -> None:
-    events: list[Event] = []
+    events: list[PolicyEvent] = []
     breaker = CircuitBreaker(failure_threshold=1, recovery_time=5, name="db", hooks=events.append)
     await fail(breaker)
     t0 = clock.now()
@@ -120,7 +127,7 @@ async def test_open_rejects_without_running_and_says_when(clock: Clock) -> None:
     if clock.virtual:
         assert info.value.retry_after == 3
     assert "circuit breaker 'db' is open; a probe is allowed in" in str(info.value)
-    assert breaker.retry_after == clock.approx(5 - (clock.now() - t0))
+    assert breaker.statistics().retry_after == clock.approx(5 - (clock.now() - t0))
     (rejected,) = rejections(events)
     assert rejected.by == "breaker"
     assert rejected.policy == "db"
@@ -140,13 +147,13 @@ async def test_half_opens_after_exactly_recovery_time(clock: Clock) -> None:
     if clock.virtual:  # exactly at the deadline (real time may wake a hair early)
         assert clock.now() - t0 == 5
         assert breaker.state is HALF_OPEN
-        assert breaker.retry_after is None
+        assert breaker.statistics().retry_after is None
     await anyio.sleep(1.5)
     assert breaker.state is HALF_OPEN
 
 
 async def test_half_open_closes_when_every_probe_succeeds(clock: Clock) -> None:
-    events: list[Event] = []
+    events: list[PolicyEvent] = []
     breaker = CircuitBreaker(
         failure_threshold=1, recovery_time=2, half_open_max_calls=2, hooks=events.append
     )
@@ -154,7 +161,11 @@ async def test_half_open_closes_when_every_probe_succeeds(clock: Clock) -> None:
     await anyio.sleep(3)
     await succeed(breaker)
     assert breaker.state is HALF_OPEN
-    assert (breaker.success_count, breaker.call_count, breaker.probes_in_flight) == (1, 1, 0)
+    assert (
+        breaker.statistics().success_count,
+        breaker.statistics().call_count,
+        breaker.statistics().probes_in_flight,
+    ) == (1, 1, 0)
     await succeed(breaker)
     assert breaker.state is CLOSED
     assert changes(events) == [(CLOSED, OPEN), (OPEN, HALF_OPEN), (HALF_OPEN, CLOSED)]
@@ -166,9 +177,9 @@ async def test_half_open_closes_when_every_probe_succeeds(clock: Clock) -> None:
 
 
 async def test_failed_probe_reopens_for_a_fresh_recovery_time(clock: Clock) -> None:
-    events: list[Event] = []
+    events: list[PolicyEvent] = []
     breaker = CircuitBreaker(
-        failure_threshold=1, recovery_time=4, half_open_max_calls=2, hooks=events.append
+        failure_threshold=1, recovery_time=4, half_open_max_calls=2, hooks=events.append, name="db"
     )
     await fail(breaker)
     await anyio.sleep(5)
@@ -177,10 +188,10 @@ async def test_failed_probe_reopens_for_a_fresh_recovery_time(clock: Clock) -> N
     with pytest.raises(Boom) as info:
         async with breaker:
             raise Boom
-    assert info.value.__notes__ == [f"circuit breaker {breaker._policy!r} opened: a probe failed"]
+    assert info.value.__notes__ == [f"circuit breaker {breaker.name!r} opened: a probe failed"]
     t1 = clock.now()
     assert breaker.state is OPEN
-    assert breaker.retry_after == clock.approx(4)
+    assert breaker.statistics().retry_after == clock.approx(4)
     await anyio.sleep(2.5)
     assert breaker.state is OPEN
     await anyio.sleep(4 - (clock.now() - t1) + 1.5)
@@ -190,7 +201,7 @@ async def test_failed_probe_reopens_for_a_fresh_recovery_time(clock: Clock) -> N
 
 @pytest.mark.parametrize("max_calls", [1, 3])
 async def test_half_open_runs_at_most_max_calls_probes(clock: Clock, max_calls: int) -> None:
-    events: list[Event] = []
+    events: list[PolicyEvent] = []
     breaker = CircuitBreaker(
         failure_threshold=1, recovery_time=1, half_open_max_calls=max_calls, hooks=events.append
     )
@@ -239,7 +250,7 @@ async def test_probes_count_toward_closing_while_in_flight(clock: Clock) -> None
     async with anyio.create_task_group() as tg:
         tg.start_soon(slow_probe)
         await anyio.sleep(1)
-        assert breaker.probes_in_flight == 1
+        assert breaker.statistics().probes_in_flight == 1
         with pytest.raises(CircuitOpen):
             await succeed(breaker)
     assert breaker.state is CLOSED
@@ -260,7 +271,11 @@ async def test_cancelled_call_counts_nothing_when_closed(how: str) -> None:
     await fail(breaker, 2)
     await succeed(breaker)
     await fail(breaker, 2)
-    before = (breaker.failure_count, breaker.success_count, breaker.call_count)
+    before = (
+        breaker.statistics().failure_count,
+        breaker.statistics().success_count,
+        breaker.statistics().call_count,
+    )
 
     async def hang() -> None:
         await anyio.sleep_forever()
@@ -275,14 +290,18 @@ async def test_cancelled_call_counts_nothing_when_closed(how: str) -> None:
         else:
             await guarded()
     assert scope.cancelled_caught
-    assert (breaker.failure_count, breaker.success_count, breaker.call_count) == before
+    assert (
+        breaker.statistics().failure_count,
+        breaker.statistics().success_count,
+        breaker.statistics().call_count,
+    ) == before
     assert breaker.state is CLOSED
     assert len(seen) == 4  # the predicate never saw the cancellation
 
 
 @pytest.mark.parametrize("how", ["async with", "call", "decorator"])
 async def test_cancelled_probe_frees_its_slot(clock: Clock, how: str) -> None:
-    events: list[Event] = []
+    events: list[PolicyEvent] = []
     breaker = CircuitBreaker(failure_threshold=1, recovery_time=1, hooks=events.append)
     await fail(breaker)
     await anyio.sleep(2.5)
@@ -303,12 +322,16 @@ async def test_cancelled_probe_frees_its_slot(clock: Clock, how: str) -> None:
         else:
             tg.start_soon(breaker(hang))
         await anyio.sleep(1)
-        assert breaker.probes_in_flight == 1
+        assert breaker.statistics().probes_in_flight == 1
         with pytest.raises(CircuitOpen):
             await succeed(breaker)
         tg.cancel_scope.cancel()
     assert breaker.state is HALF_OPEN
-    assert (breaker.probes_in_flight, breaker.success_count, breaker.failure_count) == (0, 0, 0)
+    assert (
+        breaker.statistics().probes_in_flight,
+        breaker.statistics().success_count,
+        breaker.statistics().failure_count,
+    ) == (0, 0, 0)
     await succeed(breaker)  # the freed slot takes the next probe
     assert breaker.state is CLOSED
     assert changes(events) == [(CLOSED, OPEN), (OPEN, HALF_OPEN), (HALF_OPEN, CLOSED)]
@@ -320,7 +343,7 @@ async def test_keyboard_interrupt_like_errors_are_not_counted() -> None:
         async with breaker:
             raise GeneratorExit
     assert breaker.state is CLOSED
-    assert breaker.call_count == 0
+    assert breaker.statistics().call_count == 0
 
 
 # --- what counts ---------------------------------------------------------------------
@@ -330,7 +353,11 @@ async def test_other_errors_pass_through_uncounted() -> None:
     breaker = CircuitBreaker(failure_threshold=2, on=Boom)
     await fail(breaker)
     await fail(breaker, 3, exc=Other)
-    assert (breaker.failure_count, breaker.success_count, breaker.call_count) == (1, 0, 1)
+    assert (
+        breaker.statistics().failure_count,
+        breaker.statistics().success_count,
+        breaker.statistics().call_count,
+    ) == (1, 0, 1)
     await fail(breaker)
     assert breaker.state is OPEN
 
@@ -341,7 +368,7 @@ async def test_ignored_error_frees_the_probe_slot_without_closing() -> None:
     await anyio.sleep(2.5)
     await fail(breaker, exc=Other)
     assert breaker.state is HALF_OPEN
-    assert breaker.probes_in_flight == 0
+    assert breaker.statistics().probes_in_flight == 0
     await succeed(breaker)
     assert breaker.state is CLOSED
 
@@ -363,7 +390,7 @@ async def test_predicate_decides() -> None:
 
     for _ in range(5):
         await status(404)
-    assert (breaker.failure_count, breaker.call_count) == (0, 0)
+    assert (breaker.statistics().failure_count, breaker.statistics().call_count) == (0, 0)
     await status(503)
     await status(502)
     assert breaker.state is OPEN
@@ -382,7 +409,7 @@ async def test_broken_predicate_propagates_and_frees_the_probe_slot() -> None:
         async with breaker:
             raise Other
     assert isinstance(info.value.__context__, Other)
-    assert breaker.probes_in_flight == 0
+    assert breaker.statistics().probes_in_flight == 0
     await succeed(breaker)
     assert breaker.state is CLOSED
 
@@ -391,7 +418,7 @@ async def test_rejections_of_other_policies_are_not_failures() -> None:
     breaker = CircuitBreaker(failure_threshold=1, on=lambda e: True)
     await fail(breaker, 3, exc=BulkheadFull)
     assert breaker.state is CLOSED
-    assert breaker.call_count == 0
+    assert breaker.statistics().call_count == 0
 
 
 @pytest.mark.parametrize("how", ["call", "async with, slow calls tracked", "async with"])
@@ -442,14 +469,14 @@ async def test_outcome_of_a_call_admitted_before_a_change(how: str) -> None:
         assert breaker.state is OPEN
     else:
         assert breaker.state is CLOSED  # admitted before the change: ignored
-        assert breaker.call_count == 0
+        assert breaker.statistics().call_count == 0
 
 
 # --- failure-rate mode -------------------------------------------------------------
 
 
 async def test_count_window_opens_on_failure_rate() -> None:
-    events: list[Event] = []
+    events: list[PolicyEvent] = []
     breaker = CircuitBreaker(
         window=CountWindow(4), minimum_calls=4, failure_rate_threshold=0.5, hooks=events.append
     )
@@ -457,7 +484,11 @@ async def test_count_window_opens_on_failure_rate() -> None:
     await succeed(breaker, 3)  # F S S S: 25 %
     await fail(breaker)  # S S S F: 25 %
     assert breaker.state is CLOSED
-    assert (breaker.failure_count, breaker.success_count, breaker.call_count) == (1, 3, 4)
+    assert (
+        breaker.statistics().failure_count,
+        breaker.statistics().success_count,
+        breaker.statistics().call_count,
+    ) == (1, 3, 4)
     await fail(breaker)  # S S F F: 50 %
     assert breaker.state is OPEN
     (change,) = events
@@ -469,7 +500,7 @@ async def test_minimum_calls_before_judging() -> None:
     breaker = CircuitBreaker(window=CountWindow(20), minimum_calls=10, failure_rate_threshold=0.9)
     await fail(breaker, 9)
     assert breaker.state is CLOSED
-    assert breaker.failure_count == 9
+    assert breaker.statistics().failure_count == 9
     await succeed(breaker)  # 9 / 10 = 90 %: a success can be the call that opens it
     assert breaker.state is OPEN
 
@@ -491,14 +522,14 @@ async def test_time_window_forgets_old_calls(clock: Clock) -> None:
     await anyio.sleep(1)
     await fail(breaker)  # t=1, bucket 0
     await anyio.sleep(4)
-    assert breaker.call_count == 0  # t=5, bucket 2: bucket 0 is gone
+    assert breaker.statistics().call_count == 0  # t=5, bucket 2: bucket 0 is gone
     await fail(breaker)  # t=5
     assert breaker.state is CLOSED  # one failure, not two
     await anyio.sleep(2)
     await succeed(breaker)  # t=7, bucket 3
-    assert (breaker.call_count, breaker.failure_count) == (2, 1)
+    assert (breaker.statistics().call_count, breaker.statistics().failure_count) == (2, 1)
     await anyio.sleep(2)  # t=9, bucket 4: bucket 2 (the failure at 5) is gone
-    assert (breaker.call_count, breaker.failure_count) == (1, 0)
+    assert (breaker.statistics().call_count, breaker.statistics().failure_count) == (1, 0)
     await fail(breaker, 2)  # 2 failures of 3 calls: 67 % < 100 %
     assert breaker.state is CLOSED
     await anyio.sleep(2)  # t=11, bucket 5: the success (bucket 3) is gone
@@ -510,7 +541,7 @@ async def test_time_window_after_a_long_idle_starts_empty() -> None:
     breaker = CircuitBreaker(window=TimeWindow(1, buckets=4), minimum_calls=3)
     await fail(breaker, 2)
     await anyio.sleep(3)
-    assert breaker.call_count == 0
+    assert breaker.statistics().call_count == 0
     await fail(breaker, 2)
     assert breaker.state is CLOSED
 
@@ -520,16 +551,11 @@ async def test_time_window_memory_is_bounded() -> None:
     for _ in range(20):
         await succeed(breaker, 10)
         await anyio.sleep(0.25)
-    circuit = breaker._circuit
-    assert circuit is not None
-    ring = circuit.window
-    assert isinstance(ring, _breaker._TimeRing)
-    assert len(ring.b_calls) == 4
-    assert breaker.call_count <= 80  # 4 buckets of 0.5 s, 20 calls each
+    assert breaker.statistics().call_count <= 80  # 4 buckets of 0.5 s, 20 calls each
 
 
 async def test_slow_calls_open_on_slow_call_rate(clock: Clock) -> None:
-    events: list[Event] = []
+    events: list[PolicyEvent] = []
     breaker = CircuitBreaker(
         window=CountWindow(4),
         slow_call_duration=2,
@@ -544,7 +570,7 @@ async def test_slow_calls_open_on_slow_call_rate(clock: Clock) -> None:
     await call(0.5)
     await call(3.5)
     await call(0.5)
-    assert breaker.slow_call_count == 1
+    assert breaker.statistics().slow_call_count == 1
     await call(3.5)  # 2 slow of 4
     assert breaker.state is OPEN
     assert [e.reason for e in events if isinstance(e, BreakerStateChanged)] == [
@@ -563,13 +589,21 @@ async def test_slow_failure_counts_both_ways() -> None:
 
     with pytest.raises(Boom):
         await breaker.call(slow_fail)
-    assert (breaker.failure_count, breaker.slow_call_count, breaker.call_count) == (1, 1, 1)
+    assert (
+        breaker.statistics().failure_count,
+        breaker.statistics().slow_call_count,
+        breaker.statistics().call_count,
+    ) == (1, 1, 1)
 
 
 async def test_slow_probe_reopens(clock: Clock) -> None:
-    events: list[Event] = []
+    events: list[PolicyEvent] = []
     breaker = CircuitBreaker(
-        window=CountWindow(2), recovery_time=1, slow_call_duration=2, hooks=events.append
+        window=CountWindow(2),
+        recovery_time=1,
+        slow_call_duration=2,
+        hooks=events.append,
+        name="db",
     )
     await fail(breaker, 2)
     await anyio.sleep(2.5)
@@ -577,7 +611,7 @@ async def test_slow_probe_reopens(clock: Clock) -> None:
         await anyio.sleep(3.5)
     assert breaker.state is OPEN
     assert events[-1] == BreakerStateChanged(
-        policy=breaker._policy, old=HALF_OPEN, new=OPEN, reason="a probe was slow"
+        policy="db", old=HALF_OPEN, new=OPEN, reason="a probe was slow", kind="probe_slow"
     )
     await anyio.sleep(2.5)
     async with breaker:
@@ -591,7 +625,7 @@ async def test_window_is_cleared_on_every_change(clock: Clock) -> None:
     await anyio.sleep(2.5)
     await succeed(breaker)
     assert breaker.state is CLOSED
-    assert breaker.call_count == 0
+    assert breaker.statistics().call_count == 0
     await fail(breaker, 3)
     assert breaker.state is CLOSED
 
@@ -623,7 +657,10 @@ async def test_count_window_matches_a_model(
         assert breaker.state is (OPEN if should_open else CLOSED)
         if should_open:
             break
-        assert (breaker.call_count, breaker.failure_count) == (len(last), last.count("F"))
+        assert (breaker.statistics().call_count, breaker.statistics().failure_count) == (
+            len(last),
+            last.count("F"),
+        )
 
 
 class KeyboardInterruptLike(BaseException):
@@ -634,19 +671,19 @@ class KeyboardInterruptLike(BaseException):
 
 
 async def test_open_holds_until_closed(clock: Clock) -> None:
-    events: list[Event] = []
+    events: list[PolicyEvent] = []
     breaker = CircuitBreaker(recovery_time=1, name="db", hooks=events.append)
     await fail(breaker, 2)
     await breaker.open()
     await anyio.sleep(5)
     assert breaker.state is OPEN
-    assert breaker.retry_after is None
+    assert breaker.statistics().retry_after is None
     with pytest.raises(CircuitOpen, match="'db' is held open; close\\(\\) or reset\\(\\)") as info:
         await succeed(breaker)
     assert info.value.retry_after is None
     await breaker.close()
     assert breaker.state is CLOSED
-    assert breaker.failure_count == 0
+    assert breaker.statistics().failure_count == 0
     await breaker.close()  # already closed: nothing happens
     assert [(e.old, e.new, e.reason) for e in events if isinstance(e, BreakerStateChanged)] == [
         (CLOSED, OPEN, "opened by hand until closed"),
@@ -655,10 +692,10 @@ async def test_open_holds_until_closed(clock: Clock) -> None:
 
 
 async def test_open_for_seconds_then_half_opens(clock: Clock) -> None:
-    events: list[Event] = []
+    events: list[PolicyEvent] = []
     breaker = CircuitBreaker(recovery_time=30, hooks=events.append)
     await breaker.open(seconds=3)
-    assert breaker.retry_after == clock.approx(3)
+    assert breaker.statistics().retry_after == clock.approx(3)
     await anyio.sleep(1)
     await breaker.open(seconds=3)  # opening again restarts the hold
     await anyio.sleep(1.5)
@@ -675,13 +712,13 @@ async def test_open_for_seconds_then_half_opens(clock: Clock) -> None:
 
 
 async def test_reset_clears_counts_even_when_closed() -> None:
-    events: list[Event] = []
+    events: list[PolicyEvent] = []
     breaker = CircuitBreaker(window=CountWindow(10), hooks=events.append)
     await fail(breaker, 3)
     await breaker.close()
-    assert breaker.failure_count == 3
+    assert breaker.statistics().failure_count == 3
     await breaker.reset()
-    assert (breaker.failure_count, breaker.call_count) == (0, 0)
+    assert (breaker.statistics().failure_count, breaker.statistics().call_count) == (0, 0)
     assert events == []
     await breaker.open()
     await breaker.reset()
@@ -708,17 +745,17 @@ async def test_close_from_half_open_drops_running_probes(clock: Clock) -> None:
         await anyio.sleep(1)
         await breaker.close()
     assert breaker.state is CLOSED  # the late probe failure is ignored
-    assert breaker.failure_count == 0
+    assert breaker.statistics().failure_count == 0
 
 
 # --- events and hooks ----------------------------------------------------------------
 
 
 async def test_async_hooks_and_global_hooks_receive_events() -> None:
-    mine: list[Event] = []
-    everyone: list[Event] = []
+    mine: list[PolicyEvent] = []
+    everyone: list[PolicyEvent] = []
 
-    async def hook(event: Event) -> None:
+    async def hook(event: PolicyEvent) -> None:
         await anyio.lowlevel.checkpoint()
         mine.append(event)
 
@@ -755,7 +792,7 @@ async def test_events_are_logged(caplog: pytest.LogCaptureFixture) -> None:
 
 
 async def test_happy_path_emits_nothing() -> None:
-    events: list[Event] = []
+    events: list[PolicyEvent] = []
     breaker = CircuitBreaker(hooks=events.append)
     await succeed(breaker, 100)
     await fail(breaker, 4)
@@ -806,7 +843,7 @@ async def test_decorator_on_methods_and_callable_objects() -> None:
 
     assert await breaker(functools.partial(echo, ">"))("b") == ">b"
     assert await breaker.call(echo, "<", "c") == "<c"
-    assert breaker.success_count == 4
+    assert breaker.statistics().success_count == 4
 
 
 async def test_decorator_refuses_sync_functions() -> None:
@@ -815,9 +852,7 @@ async def test_decorator_refuses_sync_functions() -> None:
     def sync() -> int:
         return 1
 
-    with pytest.raises(
-        TypeError, match="must be an async function \\(async def\\), got the synchronous"
-    ):
+    with pytest.raises(TypeError, match="must be an async function \\(async def\\), got "):
         breaker(sync)  # type: ignore[arg-type]
 
     async def coro() -> None:
@@ -859,8 +894,8 @@ async def test_slow_tracking_through_call_and_decorator() -> None:
     counted = CircuitBreaker(window=CountWindow(3))
     await counted.call(op, 0)
     await counted(op)(0)
-    assert counted.success_count == 2
-    assert (breaker.slow_call_count, breaker.call_count) == (1, 2)
+    assert counted.statistics().success_count == 2
+    assert (breaker.statistics().slow_call_count, breaker.statistics().call_count) == (1, 2)
     assert breaker.state is CLOSED  # 50 % slow < 100 %
 
 
@@ -868,12 +903,12 @@ async def test_nesting_the_same_breaker() -> None:
     breaker = CircuitBreaker(failure_threshold=1, recovery_time=1, half_open_max_calls=2)
     async with breaker, breaker:
         pass
-    assert breaker.success_count == 2
+    assert breaker.statistics().success_count == 2
     await fail(breaker)
     await anyio.sleep(2.5)
     async with breaker:
         async with breaker:
-            assert breaker.probes_in_flight == 2
+            assert breaker.statistics().probes_in_flight == 2
         assert breaker.state is HALF_OPEN
     assert breaker.state is CLOSED
 
@@ -925,10 +960,9 @@ def test_repr_without_an_event_loop() -> None:
     breaker = CircuitBreaker(name="db")
     assert repr(breaker) == "<CircuitBreaker name='db' state=closed failures=0/5>"
     assert breaker.state is CLOSED
-    circuit = breaker._circuit
-    assert circuit is not None
-    circuit.force(OPEN, 0.0, 5.0, True)
-    assert repr(breaker) == "<CircuitBreaker name='db' state=open retry_after=0>"
+    anyio.run(functools.partial(breaker.open, seconds=5))
+    # outside the loop the clock cannot be read: the state as stored
+    assert repr(breaker) == "<CircuitBreaker name='db' state=open retry_after=?>"
     windowed = CircuitBreaker(window=TimeWindow(5))
     assert "failures=0/0" in repr(windowed)
 
@@ -955,11 +989,14 @@ def test_windows_are_small_values() -> None:
         ({"recovery_time": math.inf}, ValueError, "await breaker.open\\(\\)"),
         ({"recovery_time": "30"}, TypeError, "recovery_time must be a number"),
         ({"half_open_max_calls": 0}, ValueError, "half_open_max_calls must be >= 1, got 0"),
-        ({"on": int}, TypeError, "on must be an exception type, a tuple of them, or a predicate"),
-        ({"on": ()}, ValueError, "on must name at least one exception type"),
+        ({"on": int}, TypeError, "on must be an exception type .*got the class int"),
+        (
+            {"on": ()},
+            ValueError,
+            "on must be an exception type .*got on=\\(\\), which matches nothing",
+        ),
         ({"on": (Boom, "x")}, TypeError, "got 'x' in on="),
-        ({"on": KeyboardInterrupt}, ValueError, "on=KeyboardInterrupt can never count"),
-        ({"on": "Boom"}, TypeError, "on must be an exception type.*got 'Boom' \\(str\\)"),
+        ({"on": "Boom"}, TypeError, "on must be callable, got 'Boom' \\(str\\)"),
         ({"name": ""}, TypeError, "name must be a non-empty string or None"),
         ({"name": 3}, TypeError, "name must be a non-empty string or None, got 3"),
         ({"hooks": [1]}, TypeError, "hooks must be callables taking an event, got 1"),
@@ -1020,7 +1057,7 @@ def test_windows_are_small_values() -> None:
         (
             {"store": object(), "name": "x"},
             TypeError,
-            "store must implement the BreakerStore protocol; .* has no acquire, record,",
+            "store must implement the anyway.abc.BreakerStore protocol; .* has no acquire, record,",
         ),
     ],
 )
@@ -1033,7 +1070,7 @@ def test_bad_predicates() -> None:
     async def async_predicate(exc: Exception) -> bool:
         return True
 
-    with pytest.raises(TypeError, match="on must be a synchronous predicate"):
+    with pytest.raises(TypeError, match="a predicate must be a plain \\(sync\\) function"):
         CircuitBreaker(on=async_predicate)
     coro = async_predicate(Boom())
     with pytest.raises(TypeError, match="not a coroutine object"):
@@ -1090,19 +1127,26 @@ class RemoteStore:
         else:
             await anyio.lowlevel.checkpoint()
 
-    async def acquire(self, key: str, config: BreakerConfig) -> BreakerUpdate:
+    async def acquire(self, key: str, config: BreakerConfig, call: int) -> BreakerUpdate:
         await self._io("acquire")
-        return await self.inner.acquire(key, config)
+        return await self.inner.acquire(key, config, call)
 
     async def record(
-        self, key: str, config: BreakerConfig, ticket: int, *, failure: bool, slow: bool
+        self,
+        key: str,
+        config: BreakerConfig,
+        call: int,
+        ticket: int,
+        *,
+        failure: bool,
+        slow: bool,
     ) -> BreakerUpdate:
         await self._io("record")
-        return await self.inner.record(key, config, ticket, failure=failure, slow=slow)
+        return await self.inner.record(key, config, call, ticket, failure=failure, slow=slow)
 
-    async def release(self, key: str, config: BreakerConfig, ticket: int) -> BreakerUpdate:
+    async def release(self, key: str, config: BreakerConfig, call: int) -> BreakerUpdate:
         await self._io("release")
-        return await self.inner.release(key, config, ticket)
+        return await self.inner.release(key, config, call)
 
     async def force(
         self,
@@ -1122,7 +1166,7 @@ class RemoteStore:
 
 
 async def test_a_remote_store_runs_the_same_state_machine(clock: Clock) -> None:
-    events: list[Event] = []
+    events: list[PolicyEvent] = []
     store = RemoteStore()
     breaker = CircuitBreaker(
         failure_threshold=2, recovery_time=4, on=Boom, name="api", store=store, hooks=events.append
@@ -1136,7 +1180,7 @@ async def test_a_remote_store_runs_the_same_state_machine(clock: Clock) -> None:
         await succeed(breaker)
     assert info.value.retry_after == clock.approx(4 - (clock.now() - t0))
     # aged locally from the last answer
-    assert breaker.retry_after == clock.approx(4 - (clock.now() - t0))
+    assert breaker.statistics().retry_after == clock.approx(4 - (clock.now() - t0))
     await anyio.sleep(4.5)
     assert breaker.state is HALF_OPEN  # last known OPEN, aged past its recovery time
     await fail(breaker, exc=Other)  # ignored: frees the probe slot (release)
@@ -1153,7 +1197,7 @@ async def test_a_remote_store_runs_the_same_state_machine(clock: Clock) -> None:
     assert breaker.state is OPEN
     await breaker.reset()
     assert breaker.state is CLOSED
-    assert breaker.failure_count == 0
+    assert breaker.statistics().failure_count == 0
     assert changes(events)[-2:] == [(CLOSED, OPEN), (OPEN, CLOSED)]
 
 
@@ -1171,7 +1215,7 @@ async def test_remote_store_slow_calls_and_decorator(clock: Clock) -> None:
     async with breaker:
         await anyio.sleep(2.5)
     assert breaker.state is OPEN
-    assert breaker.slow_call_count == 0  # counts start over once open
+    assert breaker.statistics().slow_call_count == 0  # counts start over once open
     await anyio.sleep(2.5)
     with pytest.raises(Boom) as info:
         await fail_inside(breaker)
@@ -1184,13 +1228,39 @@ async def test_cancelled_while_the_store_admits_frees_the_slot(clock: Clock) -> 
     await fail(breaker)
     await anyio.sleep(2.5)
     store.delay = 2  # each store operation now takes 2 s
+    t0 = clock.now()
     with anyio.move_on_after(0.5) as scope:
         async with breaker:
             pytest.fail("cancelled before the body runs")  # pragma: no cover
     assert scope.cancelled_caught
+    # the admission honours the caller's deadline; the slot is given back, shielded
+    assert clock.now() - t0 == clock.approx(0.5 + 2)
     store.delay = 0
-    # the shielded admission finished (2 s), then the call was cancelled and released
     assert store.calls[-2:] == ["acquire", "release"]
+    assert (await breaker.snapshot()).probes_in_flight == 0
+    await succeed(breaker)
+    assert breaker.state is CLOSED
+
+
+async def test_an_admission_whose_answer_is_lost_gives_the_slot_back(clock: Clock) -> None:
+    class LateAnswer(RemoteStore):
+        """The store admits at once (the script ran), the answer comes late."""
+
+        async def acquire(self, key: str, config: BreakerConfig, call: int) -> BreakerUpdate:
+            update = await self.inner.acquire(key, config, call)
+            await self._io("acquire")
+            return update
+
+    store = LateAnswer(delay=2)
+    breaker = CircuitBreaker(failure_threshold=1, recovery_time=1, name="api", store=store)
+    store.delay = 0
+    await fail(breaker)
+    await anyio.sleep(2.5)
+    store.delay = 2
+    with anyio.move_on_after(0.5):
+        async with breaker:
+            pytest.fail("cancelled before the body runs")  # pragma: no cover
+    store.delay = 0
     assert (await breaker.snapshot()).probes_in_flight == 0
     await succeed(breaker)
     assert breaker.state is CLOSED
@@ -1200,21 +1270,19 @@ async def test_a_store_that_does_not_answer(clock: Clock) -> None:
     class Stuck(RemoteStore):
         async def _io(self, op: str) -> None:
             self.calls.append(op)
-            if op != "release" or self.delay:
+            if op != "snapshot":
                 await anyio.sleep_forever()
 
     store = Stuck()
     breaker = CircuitBreaker(name="api", store=store)
     t0 = clock.now()
-    with pytest.raises(TimeoutError, match="did not answer acquire\\(\\) within 5 s"):
+    with anyio.move_on_after(1) as scope:
         await succeed(breaker)
-    assert clock.now() - t0 == clock.approx(_breaker.STORE_TIMEOUT)
-    # release (cleanup) gives up quietly, so it never hides the error on its way out
-    await breaker._release(0)
-    store.delay = 1
-    t0 = clock.now()
-    await breaker._release(0)
-    assert clock.now() - t0 == clock.approx(_breaker.STORE_TIMEOUT)
+    assert scope.cancelled_caught
+    # the admission ends at the caller's deadline; giving the slot back is
+    # shielded but bounded, and never raises in place of the cancellation
+    assert clock.now() - t0 == clock.approx(1 + STORE_TIMEOUT)
+    assert store.calls == ["acquire", "release"]
 
 
 async def test_breakers_sharing_a_store_and_a_name_share_the_circuit() -> None:
@@ -1232,44 +1300,55 @@ async def test_breakers_sharing_a_store_and_a_name_share_the_circuit() -> None:
 
 async def test_in_memory_store_protocol_directly(clock: Clock) -> None:
     store = InMemoryBreakerStore()
+    assert isinstance(store, BreakerStore)
     config = BreakerConfig(failure_threshold=1, recovery_time=1, half_open_max_calls=1)
-    admitted = await store.acquire("k", config)
-    assert admitted == BreakerUpdate(snapshot=BreakerSnapshot(state=CLOSED), ticket=0)
+    admitted = await store.acquire("k", config, 1)
+    assert admitted.snapshot == BreakerSnapshot(state=CLOSED)
     assert admitted.ticket is not None
-    opened = await store.record("k", config, admitted.ticket, failure=True, slow=False)
-    assert (opened.previous, opened.snapshot.state, opened.reason) == (
+    first = admitted.ticket
+    opened = await store.record("k", config, 1, first, failure=True, slow=False)
+    assert (opened.previous, opened.snapshot.state, opened.reason, opened.kind) == (
         CLOSED,
         OPEN,
         "1 consecutive failure",
+        "failures",
     )
-    refused = await store.acquire("k", config)
+    refused = await store.acquire("k", config, 2)
     assert refused.ticket is None
     assert refused.snapshot.retry_after == clock.approx(1)
     await anyio.sleep(2.5)
-    probe = await store.acquire("k", config)
-    assert (probe.ticket, probe.previous, probe.snapshot.probes_in_flight) == (2, OPEN, 1)
-    released = await store.release("k", config, 2)
+    probe = await store.acquire("k", config, 3)
+    assert (probe.previous, probe.kind, probe.snapshot.probes_in_flight) == (
+        OPEN,
+        "recovery_time",
+        1,
+    )
+    assert probe.ticket is not None
+    assert (await store.acquire("k", config, 4)).ticket is None  # the one slot is taken
+    released = await store.release("k", config, 3)
     assert released.snapshot.probes_in_flight == 0
-    stale = await store.record("k", config, 0, failure=True, slow=False)
+    assert (await store.release("k", config, 3)).snapshot.probes_in_flight == 0  # idempotent
+    assert (await store.release("k", config, 99)).previous is None  # unknown call: nothing
+    stale = await store.record("k", config, 1, first, failure=True, slow=False)
     assert stale.previous is None
     assert stale.snapshot.state is HALF_OPEN
+    # an outcome of a call that holds no slot is no probe
+    assert (
+        await store.record("k", config, 4, probe.ticket, failure=True, slow=False)
+    ).previous is None
     with pytest.raises(
         ValueError, match=r"state must be CircuitState\.OPEN or CircuitState\.CLOSED"
     ):
         await store.force("k", config, HALF_OPEN)
     closed = await store.force("k", config, CLOSED)
-    assert closed.previous is HALF_OPEN
+    assert (closed.previous, closed.kind) == (HALF_OPEN, "operator_close")
     opened = await store.force("k", config, OPEN, seconds=5)
     again = await store.force("k", config, OPEN, seconds=50)  # already open, no reset: kept
-    assert (opened.previous, again.previous) == (CLOSED, None)
+    assert (opened.previous, opened.kind, again.previous) == (CLOSED, "operator_open", None)
     assert again.snapshot.retry_after == clock.approx(5)
-    await store.force("k", config, CLOSED)
+    reset = await store.force("k", config, CLOSED, reset=True)
+    assert (reset.previous, reset.kind) == (OPEN, "operator_reset")
     assert (await store.snapshot("k", config)).state is CLOSED
-
-
-def test_exports_typed_protocol() -> None:
-    store: _breaker.BreakerStore = InMemoryBreakerStore()
-    assert store is not None
 
 
 @pytest.fixture(autouse=True)
@@ -1291,7 +1370,7 @@ async def test_cancelled_while_hooks_see_half_open_frees_the_probe_slot(
     # The call that turns OPEN into HALF_OPEN takes a probe slot, then awaits
     # the hooks; cancelled there, it must give the slot back (else the circuit
     # stays half-open, refusing every call, forever).
-    async def slow_hook(event: Event) -> None:
+    async def slow_hook(event: PolicyEvent) -> None:
         if isinstance(event, BreakerStateChanged) and event.new is HALF_OPEN:
             await anyio.sleep(2)
 
@@ -1316,13 +1395,13 @@ async def test_cancelled_while_hooks_see_half_open_frees_the_probe_slot(
     assert clock.now() - t0 == clock.approx(1)
     assert ran == []
     assert breaker.state is HALF_OPEN
-    assert breaker.probes_in_flight == 0
+    assert breaker.statistics().probes_in_flight == 0
     await succeed(breaker)  # the slot takes the next probe
     assert breaker.state is CLOSED
 
 
 async def test_a_raising_hook_at_half_open_frees_the_probe_slot(clock: Clock) -> None:
-    def bad_hook(event: Event) -> None:
+    def bad_hook(event: PolicyEvent) -> None:
         if isinstance(event, BreakerStateChanged) and event.new is HALF_OPEN:
             raise RuntimeError("hook is broken")
 
@@ -1331,7 +1410,7 @@ async def test_a_raising_hook_at_half_open_frees_the_probe_slot(clock: Clock) ->
     await anyio.sleep(1.5)
     with pytest.raises(RuntimeError, match="hook is broken"):
         await succeed(breaker)
-    assert (breaker.state, breaker.probes_in_flight) == (HALF_OPEN, 0)
+    assert (breaker.state, breaker.statistics().probes_in_flight) == (HALF_OPEN, 0)
     await succeed(breaker)
     assert breaker.state is CLOSED
 
@@ -1344,7 +1423,10 @@ async def test_call_with_a_sync_function_is_a_type_error_and_not_a_failure() -> 
 
     with pytest.raises(TypeError, match=r"sync\(\.\.\.\) returned 1, which cannot be awaited"):
         await breaker.call(sync)  # type: ignore[arg-type]
-    assert (breaker.state, breaker.call_count) == (CLOSED, 0)  # a bug here, not the dependency
+    assert (breaker.state, breaker.statistics().call_count) == (
+        CLOSED,
+        0,
+    )  # a bug here, not the dependency
 
     async def fetch() -> None:
         pass
@@ -1352,243 +1434,17 @@ async def test_call_with_a_sync_function_is_a_type_error_and_not_a_failure() -> 
     coro = fetch()
     with pytest.raises(TypeError, match="not a coroutine object: you probably wrote"):
         await breaker.call(coro)  # type: ignore[arg-type]
-    assert (breaker.state, breaker.call_count) == (CLOSED, 0)
+    assert (breaker.state, breaker.statistics().call_count) == (CLOSED, 0)
 
 
-# --- operators: called or awaited ------------------------------------------------
-
-
-def _line_below(lines: int) -> int:
-    """The number of the line *lines* below the caller's (where the call to check is)."""
-    frame = inspect.currentframe()
-    assert frame is not None
-    assert frame.f_back is not None
-    return frame.f_back.f_lineno + lines
-
-
-async def test_operators_act_at_once_without_await_on_the_in_memory_store(clock: Clock) -> None:
-    events: list[Event] = []
-    breaker = CircuitBreaker(recovery_time=5, name="db", hooks=events.append)
-    result = breaker.open()  # no await: the change is made by the call
-    assert breaker.state is OPEN
-    assert changes(events) == [(CLOSED, OPEN)]
-    assert inspect.isawaitable(result)
-    assert not inspect.iscoroutine(result)
-    assert await result is None
-    assert await result is None  # awaiting again is harmless
-    breaker.close()  # dropped without being awaited: no warning (filterwarnings=error)
-    assert breaker.state is CLOSED
-    await fail(breaker, 2)
-    breaker.reset()
-    assert (breaker.state, breaker.failure_count, breaker.call_count) == (CLOSED, 0, 0)
-    breaker.open(seconds=2)
-    with pytest.raises(CircuitOpen) as info:
-        await succeed(breaker)
-    assert info.value.retry_after == clock.approx(2)  # a known time: a number
-    breaker.reset()
-    assert breaker.state is CLOSED
-    assert [(e.old, e.new, e.reason) for e in events if isinstance(e, BreakerStateChanged)] == [
-        (CLOSED, OPEN, "opened by hand until closed"),
-        (OPEN, CLOSED, "closed by hand"),
-        (CLOSED, OPEN, "opened by hand for 2 s"),
-        (OPEN, CLOSED, "closed by hand"),
-    ]
-
-
-async def test_awaited_operators_emit_the_same_events_as_called_ones() -> None:
-    awaited: list[Event] = []
-    called: list[Event] = []
-    for log, wait in ((awaited, True), (called, False)):
-        breaker = CircuitBreaker(window=CountWindow(4), name="db", hooks=log.append)
-        for op in (breaker.open, breaker.open, breaker.close, breaker.close, breaker.reset):
-            result = op()
-            if wait:
-                await result
-        await fail(breaker)
-        result = breaker.reset()
-        if wait:
-            await result
-        assert breaker.call_count == 0
-    assert [(e.old, e.new, e.reason) for e in awaited if isinstance(e, BreakerStateChanged)] == [
-        (CLOSED, OPEN, "opened by hand until closed"),
-        (OPEN, OPEN, "opened by hand until closed"),
-        (OPEN, CLOSED, "closed by hand"),
-    ]
-    assert [(e.policy, e.old, e.new, e.reason) for e in awaited] == [
-        (e.policy, e.old, e.new, e.reason) for e in called if isinstance(e, BreakerStateChanged)
-    ]
-
-
-def test_close_and_reset_work_outside_an_event_loop() -> None:
-    events: list[Event] = []
-    breaker = CircuitBreaker(name="db", hooks=events.append)
-    circuit = breaker._circuit
-    assert circuit is not None
-    circuit.force(OPEN, 0.0, None, True)
-    breaker.close()
-    assert breaker.state is CLOSED
-    circuit.consecutive = 3
-    breaker.reset()
-    assert breaker.failure_count == 0
-    assert changes(events) == [(OPEN, CLOSED)]
-    assert repr(breaker.reset()) == "<done>"
-
-
-async def test_async_hooks_run_when_the_operator_is_awaited(clock: Clock) -> None:
-    log: list[str] = []
-
-    async def slow_hook(event: Event) -> None:
-        log.append("slow started")
-        await anyio.sleep(1)
-        log.append("slow done")
-
-    async def fast_hook(event: Event) -> None:
-        log.append("fast")
-
-    breaker = CircuitBreaker(name="db", hooks=[slow_hook, log.append, fast_hook])
-    t0 = clock.now()
-    pending = breaker.open()
-    assert breaker.state is OPEN  # made at the call; the sync hook has run
-    assert [entry for entry in log if isinstance(entry, str)] == []
-    assert len(log) == 1
-    assert re.fullmatch(r"<open\(\) of 'db': 2 hooks to await>", repr(pending))
-    await pending
-    assert clock.now() - t0 == clock.approx(1)
-    assert log[1:] == ["slow started", "slow done", "fast"]
-
-
-async def test_async_hooks_of_an_unawaited_operator_warn_at_the_call_site() -> None:
-    ran: list[Event] = []
-
-    async def hook(event: Event) -> None:
-        ran.append(event)
-
-    breaker = CircuitBreaker(name="db", hooks=hook)
-    line = _line_below(2)
-    with pytest.warns(RuntimeWarning) as record:
-        breaker.open()
-    assert breaker.state is OPEN  # the change itself was made
-    assert ran == []
-    assert len(record) == 1  # and no "coroutine ... was never awaited" on top
-    warning = record[0]
-    assert str(warning.message) == (
-        "open() of circuit breaker 'db' was not awaited: the change was made, but 1 async"
-        " hook did not run; write `await breaker.open()`"
-    )
-    assert (warning.filename, warning.lineno) == (__file__, line)
-
-
-async def test_a_failing_hook_of_an_operator_raises_after_the_change() -> None:
-    async def async_hook(event: Event) -> None:
-        raise AssertionError("never started")  # pragma: no cover
-
-    def broken(event: Event) -> None:
-        raise RuntimeError("hook is broken")
-
-    class NotACoroutine:
-        def __await__(self) -> Iterator[None]:
-            raise AssertionError("never awaited")  # pragma: no cover
-
-    breaker = CircuitBreaker(hooks=[async_hook, lambda event: NotACoroutine(), broken])
-    with pytest.raises(RuntimeError, match="hook is broken"):
-        breaker.open()  # the pending async hooks are discarded: no warning
-    assert breaker.state is OPEN
-
-    async def failing(event: Event) -> None:
-        raise RuntimeError("async hook is broken")
-
-    started: list[Event] = []
-
-    async def after(event: Event) -> None:
-        started.append(event)  # pragma: no cover
-
-    other = CircuitBreaker(hooks=[failing, after])
-    with pytest.raises(RuntimeError, match="async hook is broken"):
-        await other.open()
-    assert other.state is OPEN
-    assert started == []
-
-
-async def test_cancelling_an_awaited_operator_keeps_the_change(clock: Clock) -> None:
-    log: list[str] = []
-
-    async def slow_hook(event: Event) -> None:
-        log.append("slow")
-        await anyio.sleep(5)
-        log.append("never")  # pragma: no cover
-
-    async def next_hook(event: Event) -> None:
-        log.append("next")  # pragma: no cover
-
-    breaker = CircuitBreaker(hooks=[slow_hook, next_hook])
-    t0 = clock.now()
-    with anyio.move_on_after(1) as scope:
-        await breaker.open()
-    assert scope.cancelled_caught
-    assert clock.now() - t0 == clock.approx(1)
-    assert breaker.state is OPEN
-    assert log == ["slow"]  # the rest is dropped, and nothing warns
-
-
-async def test_operators_on_another_store_act_when_awaited() -> None:
-    events: list[Event] = []
-    store = RemoteStore()
-    breaker = CircuitBreaker(name="api", store=store, hooks=events.append)
-    operation = breaker.reset()
-    assert not inspect.iscoroutine(operation)
-    assert repr(operation) == f"<reset() of 'api' on {store!r}: pending>"
-    assert store.calls == []  # nothing yet: the store acts when awaited
-    await operation
-    assert store.calls == ["force"]
-    assert repr(operation) == f"<reset() of 'api' on {store!r}: awaited>"
-    with pytest.raises(RuntimeError, match=r"reset\(\) of 'api' was already awaited"):
-        await operation
-    await breaker.open(seconds=3)
-    assert breaker.state is OPEN
-    await breaker.close()
-    assert breaker.state is CLOSED
-    assert changes(events) == [(CLOSED, OPEN), (OPEN, CLOSED)]
-
-
-@pytest.mark.parametrize("op", ["open", "close", "reset"])
-async def test_an_unawaited_operator_on_another_store_warns_and_does_nothing(op: str) -> None:
-    store = RemoteStore()
-    breaker = CircuitBreaker(name="api", store=store)
-    if op != "open":
-        await breaker.open()
-    calls = len(store.calls)
-    state = breaker.state
-    line = _line_below(2)
-    with pytest.warns(RuntimeWarning) as record:
-        getattr(breaker, op)()
-    assert len(record) == 1  # no "coroutine ... was never awaited" on top
-    warning = record[0]
-    assert str(warning.message) == (
-        f"{op}() of circuit breaker 'api' was never awaited, so nothing happened: on"
-        f" {store!r} the change is made by the store when awaited; write"
-        f" `await breaker.{op}()`"
-    )
-    assert (warning.filename, warning.lineno) == (__file__, line)
-    assert len(store.calls) == calls  # the store was never asked
-    assert breaker.state is state
-    assert (await breaker.snapshot()).state is state
-
-
-async def test_cancelled_operator_on_another_store_still_reaches_the_store() -> None:
-    store = RemoteStore()
-    breaker = CircuitBreaker(name="api", store=store)
-    with anyio.CancelScope() as scope:
-        scope.cancel()
-        await breaker.open()  # the store call is shielded (a bounded time)
-    assert store.calls == ["force"]
-    assert breaker.state is OPEN
+# @@OPERATORS@@
 
 
 # --- derive: one breaker's settings, another name -----------------------------------
 
 
 async def test_derive_copies_the_settings_not_the_state(clock: Clock) -> None:
-    events: list[Event] = []
+    events: list[PolicyEvent] = []
 
     def predicate(exc: Exception) -> bool:
         return isinstance(exc, Boom)
@@ -1608,13 +1464,13 @@ async def test_derive_copies_the_settings_not_the_state(clock: Clock) -> None:
     await fail(template, 2)
     assert template.state is OPEN
     child = template.derive(name="api:one")
-    assert (child.name, child.state, child.call_count) == ("api:one", CLOSED, 0)
+    assert (child.name, child.state, child.statistics().call_count) == ("api:one", CLOSED, 0)
     assert child.config == template.config
     assert child.hooks == template.hooks
     assert isinstance(child.store, InMemoryBreakerStore)
     assert child.store is not template.store  # its own private store
     await fail(child, exc=Other)  # the predicate is copied: ignored
-    assert child.call_count == 0
+    assert child.statistics().call_count == 0
 
     async def slow() -> None:
         async with child:

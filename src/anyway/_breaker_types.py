@@ -66,7 +66,7 @@ class BreakerUpdate:
     ``snapshot``: the state after it. ``ticket``: for ``acquire`` only, the
     ticket of the admitted call, or ``None`` when it is refused. When the
     operation changed the state: ``previous`` (the state before), ``reason``
-    (why, in words) and ``kind`` (why, as a :data:`~anyway.abc.TransitionKind`).
+    (why, in words) and ``kind`` (why, as a :data:`~anyway.TransitionKind`).
     """
 
     snapshot: BreakerSnapshot

@@ -17,7 +17,7 @@ from types import TracebackType
 from typing import Protocol, runtime_checkable
 
 from ._breaker_types import BreakerConfig, BreakerSnapshot, BreakerUpdate
-from ._events import CircuitState, TransitionKind
+from ._events import CircuitState
 
 __all__ = [
     "BreakerConfig",
@@ -26,7 +26,6 @@ __all__ = [
     "BreakerUpdate",
     "Limiter",
     "RateLimit",
-    "TransitionKind",
 ]
 
 
@@ -177,4 +176,4 @@ class RateLimit(Limiter, Protocol):
     protocol: it is synchronous in memory and async on Redis.
     """
 
-    async def acquire(self, cost: int = 1, *, timeout: float | None = None) -> None: ...
+    async def acquire(self, cost: int = 1, *, timeout: float | None = None) -> None: ...  # noqa: ASYNC109
