@@ -14,48 +14,27 @@ with``, :meth:`CircuitBreaker.call` and the decorator), and emits events.
 
 from __future__ import annotations
 
-import contextvars
-import enum
-import functools
 import itertools
-import math
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
-from types import TracebackType
-from typing import Any, Final, Literal, ParamSpec, TypeAlias, TypeVar
+from collections.abc import Iterable
+from typing import Final, ParamSpec, TypeVar
 
-import anyio
-import anyio.lowlevel
-
-from ._breaker_types import BreakerConfig, BreakerSnapshot, BreakerUpdate
+from ._breaker_config import NOT_GIVEN, NotGiven, build_config
+from ._breaker_gate import BreakerGate
+from ._breaker_remote import RemoteCircuit
+from ._breaker_types import BreakerConfig, BreakerSnapshot
 from ._breaker_windows import CountWindow, TimeWindow
-from ._circuit import Change, Circuit, InMemoryBreakerStore, plural
-from ._errors import CircuitOpen, Rejected
+from ._circuit import Circuit, InMemoryBreakerStore
 from ._events import (
-    BreakerStateChanged,
-    CallRejected,
     CircuitState,
     Hook,
     check_hooks,
     emit,
     emit_sync,
 )
-from ._util import (
-    NotAwaitableError,
-    call_async,
-    check_async_function,
-    check_callable_arg,
-    is_control_flow,
-)
-from ._validate import (
-    ExceptionFilter,
-    check_count,
-    check_exception_filter,
-    check_number,
-    check_seconds,
-)
+from ._validate import ExceptionFilter, check_exception_filter, check_seconds
 from .abc import BreakerStore
 
-__all__ = ["STORE_TIMEOUT", "CircuitBreaker"]
+__all__ = ["CircuitBreaker"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -64,61 +43,12 @@ _CLOSED = CircuitState.CLOSED
 _OPEN = CircuitState.OPEN
 _HALF_OPEN = CircuitState.HALF_OPEN
 
-#: How long a breaker waits, shielded from cancellation, for a store to
-#: record an outcome or give back a probe slot (the call has ended: that must
-#: not be lost to a cancellation, nor hang).
-STORE_TIMEOUT: Final = 5.0
-
 _STORE_METHODS: Final = ("acquire", "record", "release", "force", "snapshot")
 
-
-class _NotGiven(enum.Enum):
-    NOT_GIVEN = enum.auto()
-
-
-_NOT_GIVEN: Final = _NotGiven.NOT_GIVEN
-_DEFAULT_FAILURE_THRESHOLD: Final = 5
-
 _names = itertools.count(1)
-#: Call ids, unique in the process (see anyway.abc.BreakerStore).
-_calls = itertools.count(1)
-
-# (call id, ticket, [start time]): what the exit of an admitted call needs.
-# The start time sits in a cell that mark_call_start() can move.
-_Entry: TypeAlias = tuple[int, int, list[float]]
-_UNTIMED: Final[list[float]] = [0.0]  # the cell of calls whose duration does not matter
-
-# ``async with breaker:`` keeps the entries of the calls it admitted in a
-# context variable (one per breaker), as a linked stack: (entry, the outer
-# node). ``__aexit__`` pops its own.
-#
-# Setting a context variable costs about as much as the rest of the happy
-# path, so on the in-memory store without slow-call tracking a call admitted
-# while CLOSED pushes nothing ("light" entry): only probes do. At exit, an
-# empty stack means "admitted while closed": counted if the circuit is still
-# closed, ignored otherwise. A probe entry on top is this call's, except when
-# the same breaker is nested in one task across an operator's close(): then
-# the inner call pops the outer probe's stale entry, so the inner outcome is
-# ignored and the outer one is counted as a closed call. Both are real,
-# recent outcomes; no probe slot or count is corrupted, since a stale ticket
-# changes nothing and the slot is given back when the circuit changes.
-_Node: TypeAlias = tuple[_Entry, Any]
 
 
-def _check_rate(name: str, value: float | None, default: float) -> float:
-    if value is None:
-        return default
-    return check_number(
-        name,
-        value,
-        minimum=0.0,
-        allow_minimum=False,
-        maximum=1.0,
-        hint=" (a rate in (0, 1], e.g. 0.5 for 50%)",
-    )
-
-
-class CircuitBreaker:
+class CircuitBreaker(BreakerGate):
     """Stop calling a dependency that keeps failing; probe it after a pause.
 
     ::
@@ -175,32 +105,12 @@ class CircuitBreaker:
     newly created there (see ``docs/breaker.md``).
     """
 
-    __slots__ = (
-        "_call",
-        "_circuit",
-        "_config",
-        "_entries",
-        "_failure_threshold_given",
-        "_fast",
-        "_hooks",
-        "_key",
-        "_last",
-        "_last_loop",
-        "_last_time",
-        "_own_store",
-        "_policy",
-        "_predicate",
-        "_slow",
-        "_started",
-        "_store",
-        "_types",
-        "name",
-    )
+    __slots__ = ()
 
     def __init__(
         self,
         *,
-        failure_threshold: int | Literal[_NotGiven.NOT_GIVEN] = _NOT_GIVEN,
+        failure_threshold: int | NotGiven = NOT_GIVEN,
         recovery_time: float = 30.0,
         half_open_max_calls: int = 1,
         on: ExceptionFilter = Exception,
@@ -213,33 +123,21 @@ class CircuitBreaker:
         slow_call_rate_threshold: float | None = None,
         hooks: Iterable[Hook] | Hook = (),
     ) -> None:
-        self._failure_threshold_given = failure_threshold is not _NOT_GIVEN
-        threshold = check_count(
-            "failure_threshold",
-            _DEFAULT_FAILURE_THRESHOLD if failure_threshold is _NOT_GIVEN else failure_threshold,
+        self._config, self._slow = build_config(
+            failure_threshold=failure_threshold,
+            recovery_time=recovery_time,
+            half_open_max_calls=half_open_max_calls,
+            window=window,
+            minimum_calls=minimum_calls,
+            failure_rate_threshold=failure_rate_threshold,
+            slow_call_duration=slow_call_duration,
+            slow_call_rate_threshold=slow_call_rate_threshold,
         )
-        recovery_time = check_seconds(
-            "recovery_time",
-            recovery_time,
-            allow_zero=False,
-            hint="; to keep a circuit open until you close it, call `await breaker.open()`",
-        )
-        half_open_max_calls = check_count("half_open_max_calls", half_open_max_calls)
         self._types, self._predicate = check_exception_filter("on", on)
         given: object = name
         if given is not None and (not isinstance(given, str) or not given):
             raise TypeError(f"name must be a non-empty string or None, got {name!r}")
         self._hooks = check_hooks(hooks)
-        self._config, self._slow = self._configure(
-            threshold,
-            recovery_time,
-            half_open_max_calls,
-            window,
-            minimum_calls,
-            failure_rate_threshold,
-            slow_call_duration,
-            slow_call_rate_threshold,
-        )
         self.name = name
         self._policy = name if name is not None else f"CircuitBreaker#{next(_names)}"
         self._key = self._policy
@@ -260,94 +158,15 @@ class CircuitBreaker:
                     f" has no {', '.join(missing)}"
                 )
         self._store: BreakerStore = store
+        # Exactly one of these runs the state machine: the in-memory circuit
+        # (synchronous), or the client of another store.
         self._circuit: Circuit | None = None
+        self._remote: RemoteCircuit | None = None
         if isinstance(store, InMemoryBreakerStore):
             self._circuit = store.circuit(self._key, self._config)
-        # the in-memory circuit, when calls admitted while closed need no entry
-        self._fast = self._circuit if self._slow is None else None
-        # another store: the last snapshot it sent, when (local clock) and in which loop
-        self._last = BreakerSnapshot(state=_CLOSED)
-        self._last_time = -math.inf
-        self._last_loop: object = None
-        self._entries: contextvars.ContextVar[_Node] = contextvars.ContextVar(
-            f"anyway.CircuitBreaker({self._policy})"
-        )
-        self._call = self._guard(call_async)
-        # the start-time cell of the call admitted last in this context (slow calls)
-        self._started: contextvars.ContextVar[list[float]] = contextvars.ContextVar(
-            f"anyway.CircuitBreaker({self._policy}).started"
-        )
-
-    def _configure(
-        self,
-        failure_threshold: int,
-        recovery_time: float,
-        half_open_max_calls: int,
-        window: object,
-        minimum_calls: int | None,
-        failure_rate_threshold: float | None,
-        slow_call_duration: float | None,
-        slow_call_rate_threshold: float | None,
-    ) -> tuple[BreakerConfig, float | None]:
-        """The store's configuration, and the slow-call duration."""
-        if window is None:
-            for option, value in (
-                ("minimum_calls", minimum_calls),
-                ("failure_rate_threshold", failure_rate_threshold),
-                ("slow_call_duration", slow_call_duration),
-                ("slow_call_rate_threshold", slow_call_rate_threshold),
-            ):
-                if value is not None:
-                    raise ValueError(
-                        f"{option}={value!r} needs a sliding window: pass"
-                        " window=CountWindow(size) or window=TimeWindow(seconds)"
-                        " (without one the breaker counts consecutive failures)"
-                    )
-            config = BreakerConfig(
-                failure_threshold=failure_threshold,
-                recovery_time=recovery_time,
-                half_open_max_calls=half_open_max_calls,
-            )
-            return config, None
-        if not isinstance(window, CountWindow | TimeWindow):
-            raise TypeError(
-                f"window must be CountWindow(size), TimeWindow(seconds) or None, got {window!r}"
-            )
-        if self._failure_threshold_given:
-            raise ValueError(
-                f"failure_threshold={failure_threshold!r} counts consecutive failures and"
-                " does not apply with a window; use failure_rate_threshold= (a rate in (0, 1])"
-            )
-        if minimum_calls is None:
-            minimum_calls = min(10, window.size) if isinstance(window, CountWindow) else 10
-        minimum_calls = check_count("minimum_calls", minimum_calls)
-        if isinstance(window, CountWindow) and window.size < minimum_calls:
-            raise ValueError(
-                f"window=CountWindow({window.size}) is smaller than minimum_calls="
-                f"{minimum_calls}: the failure rate would never be judged; use"
-                " a larger window or a smaller minimum_calls"
-            )
-        rate = _check_rate("failure_rate_threshold", failure_rate_threshold, 0.5)
-        slow_rate: float | None = None
-        slow = None
-        if slow_call_duration is not None:
-            slow = check_seconds("slow_call_duration", slow_call_duration, allow_zero=False)
-            slow_rate = _check_rate("slow_call_rate_threshold", slow_call_rate_threshold, 1.0)
-        elif slow_call_rate_threshold is not None:
-            raise ValueError(
-                f"slow_call_rate_threshold={slow_call_rate_threshold!r} needs"
-                " slow_call_duration= (the duration above which a call is slow)"
-            )
-        config = BreakerConfig(
-            failure_threshold=failure_threshold,
-            recovery_time=recovery_time,
-            half_open_max_calls=half_open_max_calls,
-            window=window,
-            minimum_calls=minimum_calls,
-            failure_rate_threshold=rate,
-            slow_call_rate_threshold=slow_rate,
-        )
-        return config, slow
+        else:
+            self._remote = RemoteCircuit(store, self._key, self._config)
+        self._open_gate()
 
     # --- configuration and introspection ------------------------------------
 
@@ -395,7 +214,7 @@ class CircuitBreaker:
         config = self._config
         window = config.window
         return CircuitBreaker(
-            failure_threshold=_NOT_GIVEN if window is not None else config.failure_threshold,
+            failure_threshold=NOT_GIVEN if window is not None else config.failure_threshold,
             recovery_time=config.recovery_time,
             half_open_max_calls=config.half_open_max_calls,
             on=self._types if self._predicate is None else self._predicate,
@@ -417,7 +236,8 @@ class CircuitBreaker:
         circuit = self._circuit
         if circuit is not None:
             return circuit.state()
-        return self._cached().state
+        assert self._remote is not None
+        return self._remote.cached().state
 
     def statistics(self) -> BreakerSnapshot:
         """The state and counts now, as a frozen :class:`~anyway.BreakerSnapshot`
@@ -430,23 +250,24 @@ class CircuitBreaker:
         circuit = self._circuit
         if circuit is not None:
             return circuit.snapshot()
-        return self._cached()
+        assert self._remote is not None
+        return self._remote.cached()
 
     async def snapshot(self) -> BreakerSnapshot:
         """The state and counts, read from the store."""
         circuit = self._circuit
         if circuit is not None:
             return circuit.snapshot()
-        snapshot = await self._store.snapshot(self._key, self._config)
-        self._remember(snapshot)
-        return snapshot
+        assert self._remote is not None
+        return await self._remote.snapshot()
 
     def __repr__(self) -> str:
         aged = True
         try:
             snap = self.statistics()
         except RuntimeError:  # no event loop: what is stored, unaged
-            snap = self._circuit.snapshot_unaged() if self._circuit is not None else self._last
+            circuit, remote = self._circuit, self._remote
+            snap = circuit.snapshot_unaged() if circuit is not None else remote.cached_unaged()  # type: ignore[union-attr]
             aged = False
         config = self._config
         parts = [f"name={self.name!r}", f"state={snap.state.value}"]
@@ -472,33 +293,6 @@ class CircuitBreaker:
             n = config.half_open_max_calls
             parts.append(f"probes={snap.probes_in_flight}/{n} succeeded={snap.success_count}/{n}")
         return f"<CircuitBreaker {' '.join(parts)}>"
-
-    # --- what another store told us -------------------------------------------
-
-    def _remember(self, snapshot: BreakerSnapshot) -> None:
-        self._last = snapshot
-        self._last_time = anyio.current_time()
-        self._last_loop = anyio.lowlevel.current_token()
-
-    def _seen(self, update: BreakerUpdate) -> Change | None:
-        """Remember what the store said; the change of state it reports, if any."""
-        snapshot = update.snapshot
-        self._remember(snapshot)
-        previous = update.previous
-        if previous is None or previous is snapshot.state:
-            return None
-        return (previous, snapshot.state, update.reason, update.kind or "recovery_time")
-
-    def _cached(self) -> BreakerSnapshot:
-        last = self._last
-        if last.state is not _OPEN or last.retry_after is None:
-            return last
-        if anyio.lowlevel.current_token() != self._last_loop:
-            return BreakerSnapshot(state=_CLOSED)  # a new loop: nothing seen yet
-        left = last.retry_after - (anyio.current_time() - self._last_time)
-        if left <= 0:
-            return BreakerSnapshot(state=_HALF_OPEN)
-        return BreakerSnapshot(state=_OPEN, retry_after=left)
 
     # --- operators -----------------------------------------------------------
 
@@ -532,14 +326,12 @@ class CircuitBreaker:
         self._force_nowait("reset", _CLOSED, None, reset=True)
 
     async def _force(self, state: CircuitState, seconds: float | None, *, reset: bool) -> None:
-        circuit = self._circuit
+        circuit, remote = self._circuit, self._remote
         if circuit is not None:
             change = circuit.force(state, seconds=seconds, reset=reset)
         else:
-            update = await self._store.force(
-                self._key, self._config, state, seconds=seconds, reset=reset
-            )
-            change = self._seen(update)
+            assert remote is not None
+            change = await remote.force(state, seconds=seconds, reset=reset)
         if change is not None:
             await emit(self._changed(change), self._hooks)
 
@@ -555,195 +347,6 @@ class CircuitBreaker:
         change = circuit.force(state, seconds=seconds, reset=reset)
         if change is not None:
             emit_sync(self._changed(change), self._hooks)
-
-    # --- one way in, one way out ---------------------------------------------------
-
-    def _changed(self, change: Change) -> BreakerStateChanged:
-        old, new, reason, kind = change
-        return BreakerStateChanged(policy=self._policy, old=old, new=new, reason=reason, kind=kind)
-
-    async def _give_back(self, call: int) -> None:
-        """*call* ends without an outcome: free its probe slot (bounded, shielded)."""
-        circuit = self._circuit
-        if circuit is not None:
-            circuit.release(call)
-            return
-        with anyio.move_on_after(STORE_TIMEOUT, shield=True):
-            self._seen(await self._store.release(self._key, self._config, call))
-
-    async def _enter(self) -> _Entry:
-        """Admit a call (or raise :class:`~anyway.CircuitOpen`): the slow way,
-        through the store, with events."""
-        call = next(_calls)
-        circuit = self._circuit
-        try:
-            if circuit is not None:
-                ticket, change = circuit.acquire(call)
-            else:
-                update = await self._store.acquire(self._key, self._config, call)
-                ticket, change = update.ticket, self._seen(update)
-            if change is not None:
-                await emit(self._changed(change), self._hooks)
-        except BaseException:
-            # cancelled or failed while asking, or in a hook: the call will not
-            # run, so its probe slot goes back (a leaked slot would keep the
-            # circuit half-open and refusing forever)
-            await self._give_back(call)
-            raise
-        if ticket is None:
-            raise await self._refuse()
-        if self._slow is None:
-            return (call, ticket, _UNTIMED)
-        cell = [anyio.current_time()]
-        self._started.set(cell)
-        return (call, ticket, cell)
-
-    async def _refuse(self) -> CircuitOpen:
-        snap = self.statistics()
-        retry_after = snap.retry_after if snap.state is _OPEN else None
-        if snap.state is _OPEN and retry_after is None:
-            message = (
-                f"circuit breaker {self._policy!r} is held open; close() or reset()"
-                " lets calls through again"
-            )
-        elif snap.state is _OPEN:
-            message = (
-                f"circuit breaker {self._policy!r} is open; a probe is allowed"
-                f" in {retry_after:.3g} s"
-            )
-        else:
-            n = self._config.half_open_max_calls
-            message = (
-                f"circuit breaker {self._policy!r} is half-open and its"
-                f" {plural(n, 'probe')} {'is' if n == 1 else 'are'} already running"
-            )
-        await emit(
-            CallRejected(policy=self._policy, by="breaker", retry_after=retry_after), self._hooks
-        )
-        return CircuitOpen(message, retry_after=retry_after, name=self.name)
-
-    def _failed(self, exc: BaseException) -> bool:
-        """Whether *exc* counts as a failure (else it is ignored, neither way)."""
-        if is_control_flow(exc) or isinstance(exc, (Rejected, NotAwaitableError)):
-            # cancellation, KeyboardInterrupt..., refused by a local policy, or a
-            # sync function where an async one is needed: the dependency was not reached
-            return False
-        predicate = self._predicate
-        if predicate is None:
-            return isinstance(exc, self._types)
-        return bool(predicate(exc))
-
-    async def _exit(self, entry: _Entry, exc: BaseException | None) -> None:
-        """Record how the call admitted as *entry* ended."""
-        call, ticket, cell = entry
-        if exc is not None:
-            try:
-                failed = self._failed(exc)
-            except BaseException:
-                await self._give_back(call)  # a broken predicate must not leak a probe slot
-                raise
-            if not failed:
-                await self._give_back(call)
-                return
-        limit = self._slow
-        slow = limit is not None and anyio.current_time() - cell[0] > limit
-        failure = exc is not None
-        circuit = self._circuit
-        if circuit is not None:
-            change = circuit.record(call, ticket, failure=failure, slow=slow)
-        else:
-            change = None
-            with anyio.move_on_after(STORE_TIMEOUT, shield=True):
-                update = await self._store.record(
-                    self._key, self._config, call, ticket, failure=failure, slow=slow
-                )
-                change = self._seen(update)
-        if change is not None:
-            if exc is not None and change[1] is _OPEN:
-                exc.add_note(f"circuit breaker {self._policy!r} opened: {change[2]}")
-            await emit(self._changed(change), self._hooks)
-
-    # The happy path, on the in-memory store without slow-call tracking: a
-    # call admitted while closed takes its ticket from the circuit and, if it
-    # succeeds with the circuit still closed, records the success there; both
-    # without the clock, an await or an allocation. Anything else goes
-    # through _enter() and _exit(). `async with` and the guarded function
-    # (decorator and call()) are the two ways in.
-
-    async def __aenter__(self) -> None:
-        fast = self._fast
-        if fast is not None and fast.closed_ticket() is not None:
-            return  # a light entry: nothing to remember (see _Node)
-        entry = await self._enter()
-        var = self._entries
-        var.set((entry, var.get(None)))
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        var = self._entries
-        node = var.get(None)
-        if node is not None:
-            var.set(node[1])
-            entry = node[0]
-        else:
-            fast = self._fast
-            assert fast is not None, "__aexit__ without __aenter__"
-            ticket = fast.closed_ticket()  # admitted while closed: counts if still closed
-            if ticket is None:
-                return  # ...else it is stale
-            if exc is None and fast.succeeded_closed(ticket):
-                return
-            entry = (0, ticket, _UNTIMED)
-        await self._exit(entry, exc)
-
-    def _guard(self, fn: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any, T]]:
-        """*fn* through the breaker: the body of the decorator and of call()."""
-        fast = self._fast
-        enter = self._enter
-        leave = self._exit
-
-        async def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
-            ticket = fast.closed_ticket() if fast is not None else None
-            entry = (0, ticket, _UNTIMED) if ticket is not None else await enter()
-            try:
-                result = await fn(*args, **kwargs)
-            except BaseException as exc:
-                await leave(entry, exc)
-                raise
-            if ticket is None or not fast.succeeded_closed(ticket):  # type: ignore[union-attr]
-                await leave(entry, None)
-            return result
-
-        return guarded
-
-    def mark_call_start(self) -> None:
-        """Time the current call's slowness from now rather than from its
-        admission (for a layer inside the breaker that queues first, e.g. a
-        bulkhead: queueing is not the dependency's slowness). Does nothing
-        when slow calls are not tracked."""
-        if self._slow is not None:
-            cell = self._started.get(None)
-            if cell is not None:
-                cell[0] = anyio.current_time()
-
-    async def call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
-        """``await fn(*args, **kwargs)`` through the breaker. A sync *fn* is a
-        ``TypeError`` (never counted)."""
-        target: object = fn
-        if not callable(target):
-            check_callable_arg("fn", target)
-        return await self._call("fn", fn, *args, **kwargs)
-
-    def __call__(self, fn: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any, T]]:
-        """Decorate an async function: every call goes through the breaker.
-        A synchronous function is a ``TypeError``."""
-        check_async_function("the decorated function", fn)
-
-        return functools.wraps(fn)(self._guard(fn))
 
 
 def _check_open_seconds(seconds: float | None) -> float | None:
