@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import inspect
 import math
 import re
 from collections.abc import Awaitable, Callable, Iterator
@@ -33,6 +32,7 @@ from anyway import (
 )
 from anyway.abc import BreakerStore
 from anyway.testing._pytest_plugin import Clock
+from breaker_helpers import RemoteStore
 
 pytestmark = [pytest.mark.anyio, pytest.mark.foreign_clocks]
 
@@ -1108,61 +1108,6 @@ async def test_bad_open_seconds(seconds: float, message: str) -> None:
 
 
 # --- stores ------------------------------------------------------------------------
-
-
-class RemoteStore:
-    """A BreakerStore that is not the in-memory one (so the breaker goes
-    through the async protocol), each operation taking a checkpoint like a
-    network round trip, and logging what it was asked."""
-
-    def __init__(self, delay: float = 0.0) -> None:
-        self.inner = InMemoryBreakerStore()
-        self.delay = delay
-        self.calls: list[str] = []
-
-    async def _io(self, op: str) -> None:
-        self.calls.append(op)
-        if self.delay:
-            await anyio.sleep(self.delay)
-        else:
-            await anyio.lowlevel.checkpoint()
-
-    async def acquire(self, key: str, config: BreakerConfig, call: int) -> BreakerUpdate:
-        await self._io("acquire")
-        return await self.inner.acquire(key, config, call)
-
-    async def record(
-        self,
-        key: str,
-        config: BreakerConfig,
-        call: int,
-        ticket: int,
-        *,
-        failure: bool,
-        slow: bool,
-    ) -> BreakerUpdate:
-        await self._io("record")
-        return await self.inner.record(key, config, call, ticket, failure=failure, slow=slow)
-
-    async def release(self, key: str, config: BreakerConfig, call: int) -> BreakerUpdate:
-        await self._io("release")
-        return await self.inner.release(key, config, call)
-
-    async def force(
-        self,
-        key: str,
-        config: BreakerConfig,
-        state: CircuitState,
-        *,
-        seconds: float | None = None,
-        reset: bool = False,
-    ) -> BreakerUpdate:
-        await self._io("force")
-        return await self.inner.force(key, config, state, seconds=seconds, reset=reset)
-
-    async def snapshot(self, key: str, config: BreakerConfig) -> BreakerSnapshot:
-        await self._io("snapshot")
-        return await self.inner.snapshot(key, config)
 
 
 async def test_a_remote_store_runs_the_same_state_machine(clock: Clock) -> None:

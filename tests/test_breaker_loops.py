@@ -19,16 +19,14 @@ import anyio
 import pytest
 
 from anyway import (
-    BreakerConfig,
     BreakerSnapshot,
-    BreakerUpdate,
     CircuitBreaker,
     CircuitOpen,
     CircuitState,
-    InMemoryBreakerStore,
     TimeWindow,
 )
 from anyway.testing import virtual_time_options
+from breaker_helpers import RemoteStore
 
 CLOSED, OPEN, HALF_OPEN = CircuitState.CLOSED, CircuitState.OPEN, CircuitState.HALF_OPEN
 
@@ -178,51 +176,11 @@ def test_held_open_and_half_open_from_another_loop(
     )
 
 
-class SlowStore:
-    """Another store (so the breaker caches what it says), on the in-memory one."""
-
-    def __init__(self) -> None:
-        self.inner = InMemoryBreakerStore()
-
-    async def acquire(self, key: str, config: BreakerConfig, call: int) -> BreakerUpdate:
-        await anyio.lowlevel.checkpoint()
-        return await self.inner.acquire(key, config, call)
-
-    async def record(
-        self,
-        key: str,
-        config: BreakerConfig,
-        call: int,
-        ticket: int,
-        *,
-        failure: bool,
-        slow: bool,
-    ) -> BreakerUpdate:
-        return await self.inner.record(key, config, call, ticket, failure=failure, slow=slow)
-
-    async def release(self, key: str, config: BreakerConfig, call: int) -> BreakerUpdate:
-        return await self.inner.release(key, config, call)
-
-    async def force(
-        self,
-        key: str,
-        config: BreakerConfig,
-        state: CircuitState,
-        *,
-        seconds: float | None = None,
-        reset: bool = False,
-    ) -> BreakerUpdate:
-        return await self.inner.force(key, config, state, seconds=seconds, reset=reset)
-
-    async def snapshot(self, key: str, config: BreakerConfig) -> BreakerSnapshot:
-        return await self.inner.snapshot(key, config)
-
-
 @pytest.mark.parametrize(("leg_id", "leg"), LEGS, ids=[leg_id for leg_id, _ in LEGS])
 def test_another_stores_cached_answer_is_not_aged_on_another_clock(
     leg_id: str, leg: Callable[[], tuple[str, dict[str, Any]]]
 ) -> None:
-    breaker = CircuitBreaker(failure_threshold=1, recovery_time=30, name="s", store=SlowStore())
+    breaker = CircuitBreaker(failure_threshold=1, recovery_time=30, name="s", store=RemoteStore())
 
     async def first() -> float | None:
         await fail(breaker)
