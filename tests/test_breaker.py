@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import re
@@ -1468,3 +1469,63 @@ def test_derive_needs_a_name(name: object) -> None:
         TypeError, match=r"name must be a non-empty string, got .*a derived breaker"
     ):
         CircuitBreaker().derive(name=name)  # type: ignore[arg-type]
+
+
+# --- statistics() ----------------------------------------------------------------
+
+
+async def test_statistics_is_a_frozen_snapshot_in_every_state(clock: Clock) -> None:
+    breaker = CircuitBreaker(failure_threshold=2, recovery_time=4, half_open_max_calls=2)
+    assert breaker.statistics() == BreakerSnapshot(state=CLOSED)
+    await succeed(breaker, 3)
+    await fail(breaker)
+    stats = breaker.statistics()
+    assert stats == BreakerSnapshot(state=CLOSED, failure_count=1, success_count=3, call_count=4)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        stats.failure_count = 0  # type: ignore[misc]
+    await fail(breaker)
+    assert breaker.statistics() == BreakerSnapshot(state=OPEN, retry_after=clock.approx(4))
+    assert stats.failure_count == 1  # a snapshot does not move
+    await anyio.sleep(1)
+    assert breaker.statistics().retry_after == clock.approx(3)
+    await anyio.sleep(3.5)
+    assert breaker.statistics() == BreakerSnapshot(state=HALF_OPEN)
+    await succeed(breaker)  # one probe succeeded, one to go
+    async with breaker:
+        assert breaker.statistics() == BreakerSnapshot(
+            state=HALF_OPEN, success_count=1, call_count=1, probes_in_flight=1
+        )
+    assert breaker.statistics() == BreakerSnapshot(state=CLOSED)
+    await breaker.open()
+    assert breaker.statistics() == BreakerSnapshot(state=OPEN, retry_after=None)  # held
+
+
+async def test_statistics_in_window_mode(clock: Clock) -> None:
+    breaker = CircuitBreaker(window=CountWindow(4), slow_call_duration=1, minimum_calls=4)
+    await succeed(breaker)
+    async with breaker:
+        await anyio.sleep(1.5)
+    await fail(breaker)
+    assert breaker.statistics() == BreakerSnapshot(
+        state=CLOSED, failure_count=1, success_count=2, call_count=3, slow_call_count=1
+    )
+
+
+# --- what on= accepts --------------------------------------------------------------
+
+
+async def test_on_accepts_base_exception_types_but_control_flow_never_counts() -> None:
+    class Stop(BaseException):
+        pass
+
+    breaker = CircuitBreaker(failure_threshold=1, on=(Stop, KeyboardInterrupt))
+    await fail(breaker, exc=KeyboardInterrupt)  # control flow: never a failure
+    assert breaker.statistics() == BreakerSnapshot(state=CLOSED)
+    await fail(breaker, exc=Stop)
+    assert breaker.state is OPEN
+
+
+def test_an_explicit_failure_threshold_is_refused_with_a_window_even_the_default() -> None:
+    with pytest.raises(ValueError, match="failure_threshold=5 counts consecutive failures"):
+        CircuitBreaker(window=CountWindow(10), failure_threshold=5)
+    assert CircuitBreaker(window=CountWindow(10)).config.window == CountWindow(10)
