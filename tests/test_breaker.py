@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import math
 import re
 from collections.abc import Awaitable, Callable, Iterator
@@ -15,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from anyway import (
+    BreakerCallRecorded,
     BreakerConfig,
     BreakerSnapshot,
     BreakerStateChanged,
@@ -1529,3 +1531,70 @@ def test_an_explicit_failure_threshold_is_refused_with_a_window_even_the_default
     with pytest.raises(ValueError, match="failure_threshold=5 counts consecutive failures"):
         CircuitBreaker(window=CountWindow(10), failure_threshold=5)
     assert CircuitBreaker(window=CountWindow(10)).config.window == CountWindow(10)
+
+
+# --- outcome events (purgatory-style) -----------------------------------------------
+
+
+@pytest.mark.parametrize("store", ["memory", "remote"])
+async def test_outcome_events_for_every_recorded_success_and_failure(
+    clock: Clock, store: str
+) -> None:
+    events: list[PolicyEvent] = []
+    kwargs: dict[str, Any] = {} if store == "memory" else {"store": RemoteStore()}
+    breaker = CircuitBreaker(
+        failure_threshold=2,
+        recovery_time=1,
+        name="db",
+        hooks=events.append,
+        outcome_events=True,
+        **kwargs,
+    )
+    await succeed(breaker)
+    await fail(breaker, 2)
+    with pytest.raises(CircuitOpen):  # refused: no outcome
+        await succeed(breaker)
+    await anyio.sleep(1.5)
+    await succeed(breaker)  # the probe: recovery
+    recorded = [
+        (e.outcome, type(e.error).__name__ if e.error else None)
+        for e in events
+        if isinstance(e, BreakerCallRecorded)
+    ]
+    assert recorded == [
+        ("success", None),
+        ("failure", "Boom"),
+        ("failure", "Boom"),
+        ("success", None),
+    ]
+    kinds = [e.kind for e in events if isinstance(e, BreakerStateChanged)]
+    assert kinds == ["failures", "recovery_time", "probes_succeeded"]  # the last: recovered
+    # the outcome comes before the change it causes
+    opened = next(i for i, e in enumerate(events) if isinstance(e, BreakerStateChanged))
+    assert isinstance(events[opened - 1], BreakerCallRecorded)
+    derived_events: list[PolicyEvent] = []
+    derived = breaker.derive(name="db2")
+    await succeed(CircuitBreaker(name="db3", hooks=derived_events.append, outcome_events=True))
+    assert derived_events  # (and derive copies outcome_events:)
+    events.clear()
+    await succeed(derived)
+    assert [type(e) for e in events] == [BreakerCallRecorded]
+
+
+async def test_no_outcome_events_by_default() -> None:
+    events: list[PolicyEvent] = []
+    breaker = CircuitBreaker(hooks=events.append)
+    await succeed(breaker)
+    await fail(breaker)
+    assert events == []
+
+
+async def test_outcome_events_are_logged_at_debug(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="anyway")
+    breaker = CircuitBreaker(name="db", outcome_events=True)
+    await fail(breaker)
+    await succeed(breaker)
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG] == [
+        "db: failure recorded (Boom: down)",
+        "db: success recorded",
+    ]

@@ -18,6 +18,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 import anyway
 from anyway import (
     Backoff,
+    BreakerCallRecorded,
     BreakerStateChanged,
     CallRejected,
     CircuitBreaker,
@@ -111,7 +112,7 @@ def test_breaker_state_up_down_counter(
     hook = OpenTelemetryHook(meter_provider=provider)
 
     def change(policy: str, old: CircuitState, new: CircuitState) -> None:
-        hook(BreakerStateChanged(policy=policy, old=old, new=new))
+        hook(BreakerStateChanged(policy=policy, old=old, new=new, kind="failures"))
 
     change("db", CLOSED, OPEN)
     got = points(reader)
@@ -128,7 +129,40 @@ def test_breaker_state_up_down_counter(
     transitions = {k: v for k, v in got.items() if k[0] == "anyway.breaker.transitions"}
     assert len(transitions) == 4
     assert set(transitions.values()) == {1}
+    assert ("anyway.breaker.kind", "failures") in next(iter(transitions))[1]
     assert repr(hook) == "<anyway.otel.OpenTelemetryHook breakers=2>"
+
+
+def test_breaker_outcomes_and_transition_kinds(
+    provider: MeterProvider, reader: InMemoryMetricReader
+) -> None:
+    hook = OpenTelemetryHook(meter_provider=provider)
+    hook(BreakerCallRecorded(policy="db", outcome="success"))
+    hook(BreakerCallRecorded(policy="db", outcome="failure", slow=True, error=OSError()))
+    hook(
+        BreakerStateChanged(policy="db", old=CLOSED, new=OPEN, reason="words", kind="failure_rate")
+    )
+    hook(BreakerStateChanged(policy="db", old=OPEN, new=HALF_OPEN))  # no kind: "other"
+    got = points(reader)
+    outcomes = {k[1]: v for k, v in got.items() if k[0] == "anyway.breaker.outcomes"}
+    assert outcomes == {
+        frozenset(
+            {
+                ("anyway.policy", "db"),
+                ("anyway.breaker.outcome", "success"),
+                ("anyway.breaker.slow", False),
+            }
+        ): 1,
+        frozenset(
+            {
+                ("anyway.policy", "db"),
+                ("anyway.breaker.outcome", "failure"),
+                ("anyway.breaker.slow", True),
+            }
+        ): 1,
+    }
+    kinds = {dict(k[1])["anyway.breaker.kind"] for k in got if k[0] == "anyway.breaker.transitions"}
+    assert kinds == {"failure_rate", "other"}
 
 
 @pytest.mark.anyio

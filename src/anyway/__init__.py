@@ -14,6 +14,7 @@ from ._errors import CircuitOpen as CircuitOpen
 from ._errors import DeadlineExceeded as DeadlineExceeded
 from ._errors import RateLimitExceeded as RateLimitExceeded
 from ._errors import Rejected as Rejected
+from ._events import BreakerCallRecorded as BreakerCallRecorded
 from ._events import BreakerStateChanged as BreakerStateChanged
 from ._events import CallRejected as CallRejected
 from ._events import CircuitState as CircuitState
@@ -79,6 +80,7 @@ __all__ = [  # noqa: RUF022 - grouped by area, sorted within each group
     "RateLimitExceeded",
     "Rejected",
     # events
+    "BreakerCallRecorded",
     "BreakerStateChanged",
     "CallRejected",
     "CircuitState",

@@ -92,7 +92,9 @@ class CircuitBreaker(BreakerGate):
     the state under the breaker's *name*; breakers sharing a store and a name
     share one circuit. *hooks* receive :class:`~anyway.BreakerStateChanged` on
     every change of state and :class:`~anyway.CallRejected` on every refusal,
-    before the global hooks.
+    before the global hooks; with ``outcome_events=True`` also
+    :class:`~anyway.BreakerCallRecorded` for every recorded success and
+    failure (this costs the happy path an event per call).
 
     **Operators.** ``await`` :meth:`open`, :meth:`close` and :meth:`reset` to
     change the state by hand (``*_nowait`` siblings for synchronous code, on
@@ -122,6 +124,7 @@ class CircuitBreaker(BreakerGate):
         slow_call_duration: float | None = None,
         slow_call_rate_threshold: float | None = None,
         hooks: Iterable[Hook] | Hook = (),
+        outcome_events: bool = False,
     ) -> None:
         self._config, self._slow = build_config(
             failure_threshold=failure_threshold,
@@ -138,6 +141,9 @@ class CircuitBreaker(BreakerGate):
         if given is not None and (not isinstance(given, str) or not given):
             raise TypeError(f"name must be a non-empty string or None, got {name!r}")
         self._hooks = check_hooks(hooks)
+        if not isinstance(outcome_events, bool):
+            raise TypeError(f"outcome_events must be True or False, got {outcome_events!r}")
+        self._outcome_events = outcome_events
         self.name = name
         self._policy = name if name is not None else f"CircuitBreaker#{next(_names)}"
         self._key = self._policy
@@ -226,6 +232,7 @@ class CircuitBreaker(BreakerGate):
             slow_call_duration=self._slow,
             slow_call_rate_threshold=config.slow_call_rate_threshold,
             hooks=self._hooks,
+            outcome_events=self._outcome_events,
         )
 
     @property

@@ -13,7 +13,7 @@ import functools
 import itertools
 from collections.abc import Awaitable, Callable, Coroutine
 from types import TracebackType
-from typing import Any, Final, ParamSpec, TypeAlias, TypeVar
+from typing import Any, Final, Literal, ParamSpec, TypeAlias, TypeVar
 
 import anyio
 
@@ -21,7 +21,14 @@ from ._breaker_remote import RemoteCircuit
 from ._breaker_types import BreakerConfig
 from ._circuit import Change, Circuit, plural
 from ._errors import CircuitOpen, Rejected
-from ._events import BreakerStateChanged, CallRejected, CircuitState, Hook, emit
+from ._events import (
+    BreakerCallRecorded,
+    BreakerStateChanged,
+    CallRejected,
+    CircuitState,
+    Hook,
+    emit,
+)
 from ._util import (
     NotAwaitableError,
     call_async,
@@ -77,6 +84,7 @@ class BreakerGate:
         "_fast",
         "_hooks",
         "_key",
+        "_outcome_events",
         "_own_store",
         "_policy",
         "_predicate",
@@ -96,6 +104,7 @@ class BreakerGate:
     _fast: Circuit | None
     _hooks: tuple[Hook, ...]
     _key: str
+    _outcome_events: bool
     _own_store: bool
     _policy: str
     _predicate: Callable[[BaseException], Any] | None
@@ -108,7 +117,8 @@ class BreakerGate:
     def _open_gate(self) -> None:
         """Set up the call path, once the circuit (or the remote one) is set."""
         # the in-memory circuit, when a call admitted while closed needs no entry
-        self._fast = self._circuit if self._slow is None else None
+        untimed = self._slow is None and not self._outcome_events
+        self._fast = self._circuit if untimed else None
         self._entries = contextvars.ContextVar(f"anyway.CircuitBreaker({self._policy})")
         # the start-time cell of the call admitted last in this context (slow calls)
         self._started = contextvars.ContextVar(f"anyway.CircuitBreaker({self._policy}).started")
@@ -213,6 +223,12 @@ class BreakerGate:
         else:
             assert remote is not None
             change = await remote.record(call, ticket, failure=failure, slow=slow)
+        if self._outcome_events:
+            outcome: Literal["success", "failure"] = "failure" if failure else "success"
+            recorded = BreakerCallRecorded(
+                policy=self._policy, outcome=outcome, slow=slow, error=exc
+            )
+            await emit(recorded, self._hooks)
         if change is not None:
             if exc is not None and change[1] is _OPEN:
                 exc.add_note(f"circuit breaker {self._policy!r} opened: {change[2]}")

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Literal, TypeAlias
 
 __all__ = [
+    "BreakerCallRecorded",
     "BreakerStateChanged",
     "CallRejected",
     "CircuitState",
@@ -126,6 +127,20 @@ class BreakerStateChanged(PolicyEvent):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class BreakerCallRecorded(PolicyEvent):
+    """A circuit breaker recorded the outcome of a call: ``"failure"`` (with
+    its ``error``) or ``"success"``; ``slow`` when it took longer than
+    ``slow_call_duration``. Only emitted by breakers made with
+    ``outcome_events=True`` (it costs the happy path an event per call).
+    Recovery is the :class:`BreakerStateChanged` with
+    ``kind="probes_succeeded"``."""
+
+    outcome: Literal["success", "failure"]
+    slow: bool = False
+    error: BaseException | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CallRejected(PolicyEvent):
     """A call was refused without running: ``by`` is ``"breaker"``,
     ``"bulkhead"`` or ``"limiter"``; ``retry_after`` is when trying again may
@@ -186,6 +201,15 @@ def log_event(event: PolicyEvent) -> None:
                 event.new.value,
                 f" ({event.reason})" if event.reason else "",
             )
+        case BreakerCallRecorded():
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug(
+                    "%s: %s%s recorded%s",
+                    event.policy,
+                    "slow " if event.slow else "",
+                    event.outcome,
+                    f" ({type(event.error).__name__}: {event.error})" if event.error else "",
+                )
         case CallRejected():
             logger.info(
                 "%s: call rejected by %s%s",

@@ -31,6 +31,9 @@ bulkhead's or limiter's name, or the retried function's qualified name):
 ``anyway.breaker.transitions`` (counter, ``anyway.breaker.from``, ``anyway.breaker.to``, ``anyway.breaker.kind``)
     changes of state; the kind is the event's
     :data:`~anyway.TransitionKind` (``failures``, ``probe_failed``...).
+``anyway.breaker.outcomes`` (counter, ``anyway.breaker.outcome``, ``anyway.breaker.slow``)
+    outcomes recorded by breakers made with ``outcome_events=True``
+    (:class:`~anyway.BreakerCallRecorded`): ``success`` or ``failure``.
 ``anyway.deadlines.expired`` (counter)
     expired deadlines (:class:`~anyway.DeadlineExpired`).
 
@@ -52,6 +55,7 @@ except ImportError as exc:
 
 from . import __version__
 from ._events import (
+    BreakerCallRecorded,
     BreakerStateChanged,
     CallRejected,
     DeadlineExpired,
@@ -78,6 +82,7 @@ class OpenTelemetryHook:
     __slots__ = (
         "_deadlines",
         "_give_ups",
+        "_outcomes",
         "_rejections",
         "_retries",
         "_seen",
@@ -113,6 +118,11 @@ class OpenTelemetryHook:
             unit="{transition}",
             description="Circuit breaker changes of state",
         )
+        self._outcomes = meter.create_counter(
+            "anyway.breaker.outcomes",
+            unit="{call}",
+            description="Outcomes recorded by circuit breakers (with outcome_events=True)",
+        )
         self._deadlines = meter.create_counter(
             "anyway.deadlines.expired", unit="{deadline}", description="Deadlines that expired"
         )
@@ -145,6 +155,15 @@ class OpenTelemetryHook:
                         "anyway.breaker.from": old,
                         "anyway.breaker.to": new,
                         "anyway.breaker.kind": event.kind or "other",
+                    },
+                )
+            case BreakerCallRecorded():
+                self._outcomes.add(
+                    1,
+                    {
+                        "anyway.policy": policy,
+                        "anyway.breaker.outcome": event.outcome,
+                        "anyway.breaker.slow": event.slow,
                     },
                 )
             case DeadlineExpired():
