@@ -9,15 +9,22 @@ import pytest
 from anyway import (
     BreakerConfig,
     BreakerSnapshot,
+    BreakerStateChanged,
     BreakerUpdate,
+    CallRejected,
     CircuitBreaker,
     CircuitState,
     InMemoryBreakerStore,
+    PolicyEvent,
 )
 
 
 class Boom(Exception):
     """The failure the tests' breakers count."""
+
+
+class Other(Exception):
+    """An error the tests' breakers are not told about."""
 
 
 async def fail(breaker: CircuitBreaker, times: int = 1, exc: type[BaseException] = Boom) -> None:
@@ -27,10 +34,23 @@ async def fail(breaker: CircuitBreaker, times: int = 1, exc: type[BaseException]
                 raise exc("down")
 
 
+async def fail_inside(breaker: CircuitBreaker) -> None:
+    async with breaker:
+        raise Boom("down")
+
+
 async def succeed(breaker: CircuitBreaker, times: int = 1) -> None:
     for _ in range(times):
         async with breaker:
             pass
+
+
+def changes(events: list[PolicyEvent]) -> list[tuple[CircuitState, CircuitState]]:
+    return [(e.old, e.new) for e in events if isinstance(e, BreakerStateChanged)]
+
+
+def rejections(events: list[PolicyEvent]) -> list[CallRejected]:
+    return [e for e in events if isinstance(e, CallRejected)]
 
 
 class RemoteStore:

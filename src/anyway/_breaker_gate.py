@@ -243,7 +243,7 @@ class BreakerGate:
 
     async def __aenter__(self) -> None:
         fast = self._fast
-        if fast is not None and fast.closed_ticket() is not None:
+        if fast is not None and fast.closed_ticket is not None:
             return  # a light entry: nothing to remember (see _Node)
         entry = await self._enter()
         var = self._entries
@@ -263,7 +263,7 @@ class BreakerGate:
         else:
             fast = self._fast
             assert fast is not None, "__aexit__ without __aenter__"
-            ticket = fast.closed_ticket()  # admitted while closed: counts if still closed
+            ticket = fast.closed_ticket  # admitted while closed: counts if still closed
             if ticket is None:
                 return  # ...else it is stale
             if exc is None and fast.succeeded_closed(ticket):
@@ -278,7 +278,7 @@ class BreakerGate:
         leave = self._exit
 
         async def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
-            ticket = fast.closed_ticket() if fast is not None else None
+            ticket = fast.closed_ticket if fast is not None else None
             entry = (0, ticket, _UNTIMED) if ticket is not None else await enter()
             try:
                 result = await fn(*args, **kwargs)

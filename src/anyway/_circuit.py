@@ -56,6 +56,7 @@ class Circuit:
         "_state",
         "_successes",
         "_window",
+        "closed_ticket",
     )
 
     def __init__(self, config: BreakerConfig) -> None:
@@ -73,6 +74,11 @@ class Circuit:
         self._clear()
 
     def _clear(self) -> None:
+        """Clear the counts (after a change of state or generation)."""
+        #: The ticket of a call admitted now while closed (``None``: not
+        #: closed, ask :meth:`acquire`). Read-only outside this class: the
+        #: breaker's happy path reads it instead of calling a method.
+        self.closed_ticket: int | None = self._generation if self._state is _CLOSED else None
         self._consecutive = self._successes = self._calls = 0
         self._probes: set[int] = set()
         self._probe_successes = 0
@@ -162,15 +168,10 @@ class Circuit:
 
     # --- the happy path ------------------------------------------------------------
 
-    def closed_ticket(self) -> int | None:
-        """The ticket of a call admitted now if the circuit is closed, without
-        the clock; ``None``: ask :meth:`acquire`."""
-        return self._generation if self._state is _CLOSED else None
-
     def succeeded_closed(self, ticket: int) -> bool:
         """Record a success of a call admitted with *ticket* if that needs
         neither the clock nor a change of state; ``False``: use :meth:`record`."""
-        if ticket != self._generation or self._state is not _CLOSED or self._window is not None:
+        if ticket != self.closed_ticket or self._window is not None:
             return False
         self._consecutive = 0
         self._successes += 1
