@@ -236,8 +236,8 @@ class BreakerGate:
 
     # The happy path, on the in-memory store without slow-call tracking: a
     # call admitted while closed takes its ticket from the circuit and, if it
-    # succeeds with the circuit still closed, records the success there; both
-    # without the clock, an await or an allocation. Anything else goes
+    # succeeds, records the success there (succeed_closed); both without an
+    # await, and without the clock except for a time window. Anything else goes
     # through _enter() and _exit(). `async with` and the guarded function
     # (decorator and call()) are the two ways in.
 
@@ -266,7 +266,10 @@ class BreakerGate:
             ticket = fast.closed_ticket  # admitted while closed: counts if still closed
             if ticket is None:
                 return  # ...else it is stale
-            if exc is None and fast.succeeded_closed(ticket):
+            if exc is None:
+                change = fast.succeed_closed(ticket)
+                if change is not None:
+                    await emit(self._changed(change), self._hooks)
                 return
             entry = (0, ticket, _UNTIMED)
         await self._exit(entry, exc)
@@ -285,8 +288,12 @@ class BreakerGate:
             except BaseException as exc:
                 await leave(entry, exc)
                 raise
-            if ticket is None or not fast.succeeded_closed(ticket):  # type: ignore[union-attr]
+            if ticket is None:
                 await leave(entry, None)
+            else:
+                change = fast.succeed_closed(ticket)  # type: ignore[union-attr]
+                if change is not None:
+                    await emit(self._changed(change), self._hooks)
             return result
 
         return guarded

@@ -57,9 +57,6 @@ class CountRing:
 
     __slots__ = ("buf", "calls", "failures", "pos", "size", "slow")
 
-    #: A count window does not age: ``add`` and ``advance`` need no time.
-    needs_time = False
-
     def __init__(self, size: int) -> None:
         self.size = size
         self.buf = bytearray(size)
@@ -67,6 +64,7 @@ class CountRing:
         self.calls = self.failures = self.slow = 0
 
     def add(self, now: float, failure: bool, slow: bool) -> None:
+        """Add an outcome (*now* is not used: a count window does not age)."""
         pos = self.pos
         if self.calls == self.size:
             old = self.buf[pos]
@@ -97,8 +95,6 @@ class TimeRing:
         "slow",
         "width",
     )
-
-    needs_time = True
 
     def __init__(self, window: TimeWindow) -> None:
         self.n = window.buckets

@@ -21,7 +21,7 @@ import anyio
 import anyio.lowlevel
 
 from ._breaker_types import BreakerConfig, BreakerSnapshot, BreakerUpdate
-from ._breaker_windows import Ring, new_ring
+from ._breaker_windows import Ring, TimeWindow, new_ring
 from ._events import CircuitState, TransitionKind
 
 __all__ = ["Change", "Circuit", "InMemoryBreakerStore", "plural"]
@@ -29,6 +29,7 @@ __all__ = ["Change", "Circuit", "InMemoryBreakerStore", "plural"]
 _CLOSED = CircuitState.CLOSED
 _OPEN = CircuitState.OPEN
 _HALF_OPEN = CircuitState.HALF_OPEN
+_NAN = math.nan
 
 #: A change of state: (old, new, reason, kind).
 Change = tuple[CircuitState, CircuitState, str, TransitionKind]
@@ -55,12 +56,14 @@ class Circuit:
         "_probes",
         "_state",
         "_successes",
+        "_timed",
         "_window",
         "closed_ticket",
     )
 
     def __init__(self, config: BreakerConfig) -> None:
         self._config = config
+        self._timed = isinstance(config.window, TimeWindow)  # its window needs the time
         self._loop: object = None  # the event loop whose clock the times below are on
         self._generation = 0
         self._start()
@@ -168,20 +171,22 @@ class Circuit:
 
     # --- the happy path ------------------------------------------------------------
 
-    def succeeded_closed(self, ticket: int) -> bool:
-        """Record a success of a call admitted with *ticket* if that needs
-        neither the clock nor a change of state; ``False``: use :meth:`record`."""
+    def succeed_closed(self, ticket: int) -> Change | None:
+        """Record a success of a call admitted while closed with *ticket* (the
+        happy path: without the clock, except for a time window)."""
         if ticket != self.closed_ticket or self._window is not None:
-            return False
+            return self._record(0, ticket, False, False)
         self._consecutive = 0
         self._successes += 1
         self._calls += 1
-        return True
+        return None
 
     # --- the protocol's operations ---------------------------------------------------
 
     def acquire(self, call: int) -> tuple[int | None, Change | None]:
         """A ticket for *call* (``None``: refused), and the change of state it made."""
+        if self._state is _CLOSED:
+            return self._generation, None  # (no clock: the loop is checked before any decision)
         now, _ = self._now()
         change: Change | None = None
         if self._state is _OPEN and now >= self._open_until:
@@ -200,9 +205,24 @@ class Circuit:
 
     def record(self, call: int, ticket: int, *, failure: bool, slow: bool) -> Change | None:
         """The outcome of a call admitted with *ticket*."""
-        now, restarted = self._now()
-        if restarted:
-            ticket = self._generation  # every call now running was admitted in this loop
+        return self._record(call, ticket, failure, slow)
+
+    def _record(self, call: int, ticket: int, failure: bool, slow: bool) -> Change | None:
+        """:meth:`record`, with positional arguments (a little cheaper).
+
+        The happy path (a success while closed) reads the clock only for a
+        time window, and never the event loop: the loop is checked before
+        any failure is counted and before any change of state, so stale
+        state from another loop is never acted upon."""
+        decides = failure or self._state is not _CLOSED
+        if decides:
+            now, restarted = self._now()
+            if restarted:
+                ticket = self._generation  # every call now running was admitted in this loop
+        elif self._timed:
+            now = anyio.current_time()  # ages the window (not a decision)
+        else:
+            now = _NAN  # not needed: a success in a count window or streak
         if ticket != self._generation:
             return None  # admitted before the last change: says nothing now
         config = self._config
@@ -225,20 +245,28 @@ class Circuit:
             if calls < config.minimum_calls:
                 return None
             rate = window.failures / calls
+            slow_threshold = config.slow_call_rate_threshold
+            kind: TransitionKind
             if rate >= config.failure_rate_threshold:
+                kind = "failure_rate"
                 reason = (
                     f"failure rate {rate:.0%} >= {config.failure_rate_threshold:.0%}"
                     f" over {plural(calls, 'call')}"
                 )
-                return self._open(now, config.recovery_time, reason, "failure_rate")
-            slow_threshold = config.slow_call_rate_threshold
-            if slow_threshold is not None and window.slow / calls >= slow_threshold:
+            elif slow_threshold is not None and window.slow / calls >= slow_threshold:
+                kind = "slow_call_rate"
                 reason = (
                     f"slow call rate {window.slow / calls:.0%} >= {slow_threshold:.0%}"
                     f" over {plural(calls, 'call')}"
                 )
-                return self._open(now, config.recovery_time, reason, "slow_call_rate")
-            return None
+            else:
+                return None
+            if not decides:
+                # a success (or a slow call) tipped a rate: first, is it still this loop?
+                now, restarted = self._now()
+                if restarted:
+                    return self._record(call, self._generation, failure, slow)
+            return self._open(now, config.recovery_time, reason, kind)
         if state is not _HALF_OPEN or call not in self._probes:
             return None  # (OPEN issues no tickets; a call without a slot is no probe)
         self._probes.discard(call)
