@@ -23,6 +23,7 @@ from anyway import (
     CircuitBreaker,
     CircuitOpen,
     CircuitState,
+    CountWindow,
     TimeWindow,
 )
 from anyway.testing import virtual_time_options
@@ -197,3 +198,22 @@ def test_another_stores_cached_answer_is_not_aged_on_another_clock(
 
     assert run(leg, first) == pytest.approx(30, abs=1)
     assert run(leg, second) == (CLOSED, CLOSED)
+
+
+@pytest.mark.parametrize(("leg_id", "leg"), LEGS, ids=[leg_id for leg_id, _ in LEGS])
+def test_a_success_does_not_open_on_another_loops_failures(
+    leg_id: str, leg: Callable[[], tuple[str, dict[str, Any]]]
+) -> None:
+    breaker = CircuitBreaker(window=CountWindow(4), minimum_calls=4, failure_rate_threshold=0.5)
+
+    async def first() -> BreakerSnapshot:
+        await fail(breaker, 3)  # 3 of the 4 calls needed to judge
+        return breaker.statistics()
+
+    async def second() -> BreakerSnapshot:
+        async with breaker:  # the 4th call: 75% failures, but those were another loop's
+            pass
+        return breaker.statistics()
+
+    assert run(leg, first).failure_count == 3
+    assert run(leg, second) == BreakerSnapshot(state=CLOSED, success_count=1, call_count=1)
