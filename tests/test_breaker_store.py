@@ -16,6 +16,7 @@ from anyway import (
     CountWindow,
     InMemoryBreakerStore,
     PolicyEvent,
+    Rejected,
 )
 from anyway.abc import BreakerStore
 from anyway.testing._pytest_plugin import Clock
@@ -307,3 +308,73 @@ def test_derive_needs_a_name(name: object) -> None:
         TypeError, match=r"name must be a non-empty string, got .*a derived breaker"
     ):
         CircuitBreaker().derive(name=name)  # type: ignore[arg-type]
+
+
+# --- a store that fails -------------------------------------------------------------
+
+
+class StoreDown(Rejected):
+    """What a shared store raises when its backend is unreachable."""
+
+
+class FailingStore(RemoteStore):
+    """A remote store whose chosen operations raise StoreDown."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down: set[str] = set()
+
+    async def _io(self, op: str) -> None:
+        await super()._io(op)
+        if op in self.down:
+            raise StoreDown(f"{op}: store unreachable")
+
+
+async def test_a_store_that_cannot_admit_raises_its_error_uncounted() -> None:
+    store = FailingStore()
+    breaker = CircuitBreaker(failure_threshold=1, name="api", store=store)
+    store.down = {"acquire"}
+    with pytest.raises(StoreDown, match="acquire: store unreachable"):
+        await succeed(breaker)
+    assert store.calls == ["acquire", "release"]  # the slot it may have taken goes back
+    store.down = set()
+    assert (await breaker.snapshot()).state is CLOSED  # a store error is no failure
+
+
+async def test_the_calls_error_wins_over_a_store_that_cannot_record_it() -> None:
+    store = FailingStore()
+    breaker = CircuitBreaker(failure_threshold=1, name="api", store=store)
+    store.down = {"record"}
+    with pytest.raises(Boom) as info:
+        await fail_inside(breaker)
+    assert info.value.__notes__ == [
+        "circuit breaker 'api' could not record this failure: StoreDown('record: store unreachable')"
+    ]
+    with pytest.raises(StoreDown, match="record"):  # a success: the store's error is reported
+        await succeed(breaker)
+
+
+async def test_a_cancellation_wins_over_a_store_that_cannot_take_the_slot_back() -> None:
+    store = FailingStore()
+    breaker = CircuitBreaker(failure_threshold=1, recovery_time=1, on=Boom, name="api", store=store)
+    await fail(breaker)
+    await anyio.sleep(1.5)
+    store.down = {"release"}
+    with anyio.move_on_after(1) as scope:
+        async with breaker:
+            await anyio.sleep_forever()
+    assert scope.cancelled_caught  # the cancellation propagated, as itself
+    store.down = set()
+    with pytest.raises(CircuitOpen):  # the slot is still taken (a shared store's lease frees it)
+        await succeed(breaker)
+    await breaker.reset()
+    await fail(breaker)
+    await anyio.sleep(1.5)
+    store.down = {"release"}
+    with pytest.raises(Other) as info:
+        async with breaker:  # an error the breaker ignores: its slot should go back
+            raise Other
+    assert info.value.__notes__ == [
+        "circuit breaker 'api' could not give back the call's probe slot:"
+        " StoreDown('release: store unreachable')"
+    ]

@@ -35,6 +35,7 @@ from ._util import (
     check_async_function,
     check_callable_arg,
     is_control_flow,
+    short_repr,
 )
 from .abc import BreakerStore
 
@@ -130,14 +131,22 @@ class BreakerGate:
         old, new, reason, kind = change
         return BreakerStateChanged(policy=self._policy, old=old, new=new, reason=reason, kind=kind)
 
-    async def _give_back(self, call: int) -> None:
-        """*call* ends without an outcome: free its probe slot (bounded, shielded)."""
+    async def _give_back(self, call: int, exc: BaseException) -> None:
+        """*call* ends without an outcome, with *exc* on its way out: free its
+        probe slot (bounded, shielded). A store that fails to do so never
+        hides *exc* (it gets a note; a shared store's slot lease expires)."""
         circuit, remote = self._circuit, self._remote
         if circuit is not None:
             circuit.release(call)
-        else:
-            assert remote is not None
+            return
+        assert remote is not None
+        try:
             await remote.release(call)
+        except Exception as store_error:
+            exc.add_note(
+                f"circuit breaker {self._policy!r} could not give back the call's probe"
+                f" slot: {short_repr(store_error)}"
+            )
 
     async def _enter(self) -> _Entry:
         """Admit a call (or raise :class:`~anyway.CircuitOpen`): the slow way,
@@ -152,11 +161,11 @@ class BreakerGate:
                 ticket, change = await remote.acquire(call)
             if change is not None:
                 await emit(self._changed(change), self._hooks)
-        except BaseException:
+        except BaseException as exc:
             # cancelled or failed while asking, or in a hook: the call will not
             # run, so its probe slot goes back (a leaked slot would keep the
             # circuit half-open and refusing forever)
-            await self._give_back(call)
+            await self._give_back(call, exc)
             raise
         if ticket is None:
             raise await self._refuse()
@@ -208,11 +217,11 @@ class BreakerGate:
         if exc is not None:
             try:
                 failed = self._failed(exc)
-            except BaseException:
-                await self._give_back(call)  # a broken predicate must not leak a probe slot
+            except BaseException as broken:
+                await self._give_back(call, broken)  # a broken predicate must not leak a slot
                 raise
             if not failed:
-                await self._give_back(call)
+                await self._give_back(call, exc)
                 return
         limit = self._slow
         slow = limit is not None and anyio.current_time() - cell[0] > limit
@@ -222,8 +231,16 @@ class BreakerGate:
             change = circuit.record(call, ticket, failure=failure, slow=slow)
         else:
             assert remote is not None
-            change = await remote.record(call, ticket, failure=failure, slow=slow)
-        if self._outcome_events:
+            try:
+                change = await remote.record(call, ticket, failure=failure, slow=slow)
+            except Exception as store_error:
+                if exc is None:
+                    raise  # the call succeeded: the store's error is the one to report
+                exc.add_note(
+                    f"circuit breaker {self._policy!r} could not record this failure:"
+                    f" {short_repr(store_error)}"
+                )
+                return
             outcome: Literal["success", "failure"] = "failure" if failure else "success"
             recorded = BreakerCallRecorded(
                 policy=self._policy, outcome=outcome, slow=slow, error=exc
