@@ -57,7 +57,7 @@ class RemoteCircuit:
         previous = update.previous
         if previous is None or previous is snapshot.state:
             return None
-        return (previous, snapshot.state, update.reason, update.kind or "recovery_time")
+        return (previous, snapshot.state, update.reason, update.kind)
 
     def _remember(self, snapshot: BreakerSnapshot) -> None:
         self._last = snapshot

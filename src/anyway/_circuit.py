@@ -32,7 +32,7 @@ _HALF_OPEN = CircuitState.HALF_OPEN
 _NAN = math.nan
 
 #: A change of state: (old, new, reason, kind).
-Change = tuple[CircuitState, CircuitState, str, TransitionKind]
+Change = tuple[CircuitState, CircuitState, str, TransitionKind | None]
 
 
 def plural(n: int, word: str) -> str:
