@@ -436,9 +436,11 @@ async def test_outcome_events_for_every_recorded_success_and_failure(
     assert [type(e) for e in events] == [BreakerCallRecorded]
 
 
-async def test_no_outcome_events_by_default() -> None:
+@pytest.mark.parametrize("store", ["memory", "remote"])
+async def test_no_outcome_events_by_default(store: str) -> None:
     events: list[PolicyEvent] = []
-    breaker = CircuitBreaker(hooks=events.append)
+    kwargs: dict[str, Any] = {} if store == "memory" else {"store": RemoteStore(), "name": "db"}
+    breaker = CircuitBreaker(hooks=events.append, **kwargs)
     await succeed(breaker)
     await fail(breaker)
     assert events == []

@@ -241,6 +241,7 @@ class BreakerGate:
                     f" {short_repr(store_error)}"
                 )
                 return
+        if self._outcome_events:
             outcome: Literal["success", "failure"] = "failure" if failure else "success"
             recorded = BreakerCallRecorded(
                 policy=self._policy, outcome=outcome, slow=slow, error=exc
