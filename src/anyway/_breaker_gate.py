@@ -326,14 +326,18 @@ class BreakerGate:
             if cell is not None:
                 cell[0] = anyio.current_time()
 
-    async def call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
-        """``await fn(*args, **kwargs)`` through the breaker. A sync *fn* is a
-        ``TypeError`` (never counted)."""
+    def call(
+        self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> Coroutine[Any, Any, T]:
+        """``await breaker.call(fn, *args, **kwargs)``: ``await fn(*args,
+        **kwargs)`` through the breaker. A sync *fn* is a ``TypeError`` (never
+        counted). (A plain method returning the guarded coroutine: one
+        coroutine fewer than an ``async def`` wrapper.)"""
         target: object = fn
         if not callable(target):
             check_callable_arg("fn", target)
-        result: T = await self._call("fn", fn, *args, **kwargs)
-        return result
+        guarded: Coroutine[Any, Any, T] = self._call("fn", fn, *args, **kwargs)
+        return guarded
 
     def __call__(self, fn: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any, T]]:
         """Decorate an async function: every call goes through the breaker.
