@@ -13,7 +13,7 @@ from anyway import (
     CallRejected,
     CircuitState,
     DeadlineExpired,
-    Event,
+    PolicyEvent,
     RetryGaveUp,
     RetryScheduled,
     add_hook,
@@ -48,7 +48,7 @@ def test_events_are_small_frozen_values() -> None:
     assert not hasattr(event, "__dict__")
     with pytest.raises(TypeError):
         CallRejected("db", "breaker")  # type: ignore[call-arg]  # keyword-only
-    assert isinstance(event, Event)
+    assert isinstance(event, PolicyEvent)
     assert RetryScheduled(policy="f", attempt=1, delay=0.5).error is None
     assert BreakerStateChanged(
         policy="b", old=CircuitState.CLOSED, new=CircuitState.OPEN
@@ -67,7 +67,7 @@ def test_default_global_hook_is_logging() -> None:
 
 
 def test_add_and_remove_global_hooks() -> None:
-    seen: list[Event] = []
+    seen: list[PolicyEvent] = []
     add_hook(seen.append)
     add_hook(seen.append)  # once only
     assert global_hooks() == (log_event, seen.append)
@@ -98,7 +98,7 @@ def test_silencing_the_default_logging(caplog: pytest.LogCaptureFixture) -> None
 
 
 def test_check_hooks_normalises() -> None:
-    def hook(event: Event) -> None:
+    def hook(event: PolicyEvent) -> None:
         pass
 
     assert check_hooks(hook) == (hook,)
@@ -115,13 +115,13 @@ def test_check_hooks_normalises() -> None:
 async def test_emit_calls_policy_hooks_then_global_hooks_and_awaits_async_ones() -> None:
     order: list[str] = []
 
-    def sync_hook(event: Event) -> None:
+    def sync_hook(event: PolicyEvent) -> None:
         order.append("policy sync")
 
-    async def async_hook(event: Event) -> None:
+    async def async_hook(event: PolicyEvent) -> None:
         order.append("policy async")
 
-    def global_sync(event: Event) -> None:
+    def global_sync(event: PolicyEvent) -> None:
         order.append("global sync")
 
     add_hook(global_sync)
@@ -130,7 +130,7 @@ async def test_emit_calls_policy_hooks_then_global_hooks_and_awaits_async_ones()
 
 
 def test_add_hook_refuses_async_global_hooks() -> None:
-    async def global_async(event: Event) -> None:
+    async def global_async(event: PolicyEvent) -> None:
         pass
 
     with pytest.raises(TypeError, match="global hooks must be synchronous"):
@@ -142,7 +142,7 @@ def test_add_hook_refuses_async_global_hooks() -> None:
 async def test_a_hook_may_remove_itself_while_events_are_emitted() -> None:
     calls: list[str] = []
 
-    def once(event: Event) -> None:
+    def once(event: PolicyEvent) -> None:
         calls.append("once")
         remove_hook(once)
 
@@ -154,7 +154,7 @@ async def test_a_hook_may_remove_itself_while_events_are_emitted() -> None:
 
 @pytest.mark.anyio
 async def test_a_failing_hook_propagates() -> None:
-    def broken(event: Event) -> None:
+    def broken(event: PolicyEvent) -> None:
         raise RuntimeError("hook bug")
 
     with pytest.raises(RuntimeError, match="hook bug"):
@@ -162,14 +162,14 @@ async def test_a_failing_hook_propagates() -> None:
 
 
 def test_emit_sync_with_sync_hooks() -> None:
-    seen: list[Event] = []
+    seen: list[PolicyEvent] = []
     event = CallRejected(policy="p", by="bulkhead")
     emit_sync(event, (seen.append,))
     assert seen == [event]
 
 
 def test_emit_sync_refuses_an_async_hook_and_closes_its_coroutine() -> None:
-    async def async_hook(event: Event) -> None:
+    async def async_hook(event: PolicyEvent) -> None:
         pytest.fail("never runs")  # pragma: no cover
 
     # filterwarnings=error: a coroutine left unawaited would fail the test
@@ -185,7 +185,7 @@ def test_emit_sync_refuses_other_awaitables() -> None:
         def __await__(self) -> Generator[None, None, None]:
             yield None  # pragma: no cover
 
-    def returns_awaitable(event: Event) -> Awaitable[None]:
+    def returns_awaitable(event: PolicyEvent) -> Awaitable[None]:
         return Later()
 
     with pytest.raises(TypeError, match="use a sync hook here"):
@@ -245,11 +245,11 @@ def test_emit_sync_refuses_other_awaitables() -> None:
             logging.INFO,
             "deadline_at: deadline expired",
         ),
-        (Event(policy="custom"), logging.DEBUG, "Event(policy='custom')"),
+        (PolicyEvent(policy="custom"), logging.DEBUG, "PolicyEvent(policy='custom')"),
     ],
 )
 def test_log_levels_and_messages(
-    caplog: pytest.LogCaptureFixture, event: Event, level: int, message: str
+    caplog: pytest.LogCaptureFixture, event: PolicyEvent, level: int, message: str
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="anyway")
     log_event(event)

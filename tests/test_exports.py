@@ -10,6 +10,7 @@ import types
 import pytest
 
 import anyway
+import anyway.abc
 import anyway.testing
 
 
@@ -33,18 +34,19 @@ def test_public_names_live_in_anyway() -> None:
     for name in anyway.__all__:
         obj = getattr(anyway, name)
         if inspect.isclass(obj) or inspect.isfunction(obj):
-            assert obj.__module__ == "anyway", name
+            # the protocols live (and are documented) in the public anyway.abc
+            assert obj.__module__ in {"anyway", "anyway.abc"}, name
 
 
 def test_private_modules_are_private() -> None:
     for info in pkgutil.iter_modules(anyway.__path__):
-        if info.name in {"testing", "httpx", "redis", "otel"}:
+        if info.name in {"testing", "httpx", "redis", "otel", "abc"}:
             continue
         assert info.name.startswith("_"), f"anyway.{info.name} should be private"
 
 
 def test_public_callables_are_documented() -> None:
-    for module in (anyway, anyway.testing):
+    for module in (anyway, anyway.abc, anyway.testing):
         for name in module.__all__:
             obj = getattr(module, name)
             if inspect.isclass(obj) or inspect.isroutine(obj):
@@ -78,3 +80,16 @@ def test_exceptions_have_default_messages_and_pickle() -> None:
         assert copy.__dict__ == exc.__dict__
     assert isinstance(anyway.DeadlineExceeded(), TimeoutError)
     assert isinstance(anyway.CircuitOpen(), anyway.Rejected)
+
+
+def test_abc_protocols_match_the_implementations() -> None:
+    assert isinstance(anyway.InMemoryBreakerStore(), anyway.abc.BreakerStore)
+    for limiter in (anyway.RateLimiter(10), anyway.Bulkhead(2)):
+        assert isinstance(limiter, anyway.abc.Limiter)
+    assert isinstance(anyway.RateLimiter(10), anyway.abc.RateLimit)
+    assert not isinstance(anyway.Bulkhead(2), anyway.abc.RateLimit)
+    assert anyway.BreakerStore is anyway.abc.BreakerStore
+    for name in anyway.abc.__all__:
+        assert hasattr(anyway.abc, name), name
+        if hasattr(anyway, name):  # the breaker's types are also top-level names
+            assert getattr(anyway, name) is getattr(anyway.abc, name), name

@@ -18,13 +18,15 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 import anyway
 from anyway import (
     Backoff,
+    BreakerCallRecorded,
     BreakerStateChanged,
     CallRejected,
     CircuitBreaker,
     CircuitOpen,
     CircuitState,
     DeadlineExpired,
-    Event,
+    GiveUpKind,
+    PolicyEvent,
     RetryGaveUp,
     RetryScheduled,
 )
@@ -77,19 +79,16 @@ def test_retries_and_give_ups(provider: MeterProvider, reader: InMemoryMetricRea
     hook = OpenTelemetryHook(meter_provider=provider)
     for _ in range(3):
         hook(RetryScheduled(policy="fetch", attempt=1, delay=0.1))
-    reasons = {
-        "no attempts left (attempts=3)": "attempts",
-        "waiting 1 s would cross the retry timeout (timeout=2 s, 0.5 s left)": "timeout",
-        "waiting 1 s would cross the caller's deadline in 0.5 s": "deadline",
-        "retry budget exhausted (<RetryBudget>)": "budget",
-        "something new": "other",
-    }
-    for reason in reasons:
-        hook(RetryGaveUp(policy="fetch", attempts=3, elapsed=1.0, reason=reason))
+    kinds: tuple[GiveUpKind, ...] = ("attempts", "timeout", "deadline", "budget", "other")
+    for kind in kinds:
+        # the label is the event's kind, never parsed from its words
+        hook(RetryGaveUp(policy="fetch", attempts=3, elapsed=1.0, reason="budget?", kind=kind))
+    hook(RetryGaveUp(policy="fetch", attempts=3, elapsed=1.0, reason="no attempts left"))
     got = points(reader)
     assert got[key("anyway.retry.retries", policy="fetch")] == 3
-    for kind in reasons.values():
-        assert got[key("anyway.retry.give_ups", policy="fetch", reason=kind)] == 1
+    for kind in kinds:
+        expected = 2 if kind == "other" else 1  # no kind given: "other"
+        assert got[key("anyway.retry.give_ups", policy="fetch", reason=kind)] == expected
 
 
 def test_rejections_and_deadlines(provider: MeterProvider, reader: InMemoryMetricReader) -> None:
@@ -98,7 +97,7 @@ def test_rejections_and_deadlines(provider: MeterProvider, reader: InMemoryMetri
     hook(CallRejected(policy="db", by="breaker"))
     hook(CallRejected(policy="pool", by="bulkhead"))
     hook(DeadlineExpired(policy="deadline", seconds=1.0))
-    hook(Event(policy="unknown"))  # not a metric: ignored
+    hook(PolicyEvent(policy="unknown"))  # not a metric: ignored
     got = points(reader)
     assert got == {
         key("anyway.rejections", policy="db", rejected_by="breaker"): 2,
@@ -113,7 +112,7 @@ def test_breaker_state_up_down_counter(
     hook = OpenTelemetryHook(meter_provider=provider)
 
     def change(policy: str, old: CircuitState, new: CircuitState) -> None:
-        hook(BreakerStateChanged(policy=policy, old=old, new=new))
+        hook(BreakerStateChanged(policy=policy, old=old, new=new, kind="failures"))
 
     change("db", CLOSED, OPEN)
     got = points(reader)
@@ -130,7 +129,40 @@ def test_breaker_state_up_down_counter(
     transitions = {k: v for k, v in got.items() if k[0] == "anyway.breaker.transitions"}
     assert len(transitions) == 4
     assert set(transitions.values()) == {1}
+    assert ("anyway.breaker.kind", "failures") in next(iter(transitions))[1]
     assert repr(hook) == "<anyway.otel.OpenTelemetryHook breakers=2>"
+
+
+def test_breaker_outcomes_and_transition_kinds(
+    provider: MeterProvider, reader: InMemoryMetricReader
+) -> None:
+    hook = OpenTelemetryHook(meter_provider=provider)
+    hook(BreakerCallRecorded(policy="db", outcome="success"))
+    hook(BreakerCallRecorded(policy="db", outcome="failure", slow=True, error=OSError()))
+    hook(
+        BreakerStateChanged(policy="db", old=CLOSED, new=OPEN, reason="words", kind="failure_rate")
+    )
+    hook(BreakerStateChanged(policy="db", old=OPEN, new=HALF_OPEN))  # no kind: "other"
+    got = points(reader)
+    outcomes = {k[1]: v for k, v in got.items() if k[0] == "anyway.breaker.outcomes"}
+    assert outcomes == {
+        frozenset(
+            {
+                ("anyway.policy", "db"),
+                ("anyway.breaker.outcome", "success"),
+                ("anyway.breaker.slow", False),
+            }
+        ): 1,
+        frozenset(
+            {
+                ("anyway.policy", "db"),
+                ("anyway.breaker.outcome", "failure"),
+                ("anyway.breaker.slow", True),
+            }
+        ): 1,
+    }
+    kinds = {dict(k[1])["anyway.breaker.kind"] for k in got if k[0] == "anyway.breaker.transitions"}
+    assert kinds == {"failure_rate", "other"}
 
 
 @pytest.mark.anyio

@@ -14,14 +14,18 @@ from ._errors import CircuitOpen as CircuitOpen
 from ._errors import DeadlineExceeded as DeadlineExceeded
 from ._errors import RateLimitExceeded as RateLimitExceeded
 from ._errors import Rejected as Rejected
+from ._events import BreakerCallRecorded as BreakerCallRecorded
 from ._events import BreakerStateChanged as BreakerStateChanged
 from ._events import CallRejected as CallRejected
 from ._events import CircuitState as CircuitState
 from ._events import DeadlineExpired as DeadlineExpired
 from ._events import Event as Event
+from ._events import PolicyEvent as PolicyEvent
+from ._events import GiveUpKind as GiveUpKind
 from ._events import Hook as Hook
 from ._events import RetryGaveUp as RetryGaveUp
 from ._events import RetryScheduled as RetryScheduled
+from ._events import TransitionKind as TransitionKind
 from ._events import add_hook as add_hook
 from ._events import global_hooks as global_hooks
 from ._events import log_event as log_event
@@ -56,14 +60,14 @@ from ._ratelimit import KeyedRateLimiter as KeyedRateLimiter
 from ._ratelimit import RateLimiter as RateLimiter
 
 # circuit breaker and composition
-from ._breaker import BreakerConfig as BreakerConfig
-from ._breaker import BreakerSnapshot as BreakerSnapshot
-from ._breaker import BreakerStore as BreakerStore
-from ._breaker import BreakerUpdate as BreakerUpdate
 from ._breaker import CircuitBreaker as CircuitBreaker
-from ._breaker import CountWindow as CountWindow
-from ._breaker import InMemoryBreakerStore as InMemoryBreakerStore
-from ._breaker import TimeWindow as TimeWindow
+from ._breaker_types import BreakerConfig as BreakerConfig
+from ._breaker_types import BreakerSnapshot as BreakerSnapshot
+from ._breaker_types import BreakerUpdate as BreakerUpdate
+from ._breaker_windows import CountWindow as CountWindow
+from ._breaker_windows import TimeWindow as TimeWindow
+from ._circuit import InMemoryBreakerStore as InMemoryBreakerStore
+from .abc import BreakerStore as BreakerStore
 from ._compose import NO_FALLBACK as NO_FALLBACK
 from ._compose import resilient as resilient
 
@@ -83,14 +87,18 @@ __all__ = [  # noqa: RUF022 - grouped by area, sorted within each group
     "RateLimitExceeded",
     "Rejected",
     # events
+    "BreakerCallRecorded",
     "BreakerStateChanged",
     "CallRejected",
     "CircuitState",
     "DeadlineExpired",
     "Event",
+    "GiveUpKind",
     "Hook",
+    "PolicyEvent",
     "RetryGaveUp",
     "RetryScheduled",
+    "TransitionKind",
     "add_hook",
     "global_hooks",
     "log_event",

@@ -22,16 +22,14 @@ import enum
 import functools
 import inspect
 from collections.abc import Awaitable, Callable, Coroutine
-from contextlib import AbstractAsyncContextManager
-from contextvars import ContextVar
 from typing import Any, Final, ParamSpec, TypeVar
 
-import anyio
-
-from ._breaker import CircuitBreaker, _require_async_function
+from ._breaker import CircuitBreaker
 from ._deadline import deadline
 from ._retry import Retry
-from ._validate import check_seconds
+from ._util import check_async_function
+from ._validate import check_async_cm, check_seconds
+from .abc import Limiter
 
 __all__ = ["NO_FALLBACK", "resilient"]
 
@@ -53,31 +51,14 @@ NO_FALLBACK: Final = _NoFallback.NO_FALLBACK
 propagates. A sentinel, because ``None`` is a fine fallback value."""
 
 
-def _check_async_cm(name: str, value: object, example: str) -> AbstractAsyncContextManager[Any]:
-    if isinstance(value, type):
-        raise TypeError(
-            f"{name} must be an instance, got the class {value.__qualname__}; e.g. {name}={example}"
-        )
-    if not (
-        callable(getattr(value, "__aenter__", None)) and callable(getattr(value, "__aexit__", None))
-    ):
-        hint = ""
-        if callable(getattr(value, "limit", None)):
-            hint = " (a KeyedRateLimiter needs a key: use limiter.limit(key) inside the function)"
-        raise TypeError(
-            f"{name} must be an async context manager such as {example}, got {value!r}{hint}"
-        )
-    return value  # type: ignore[return-value]
-
-
 def resilient(
     *,
     timeout: float | None = None,
     attempt_timeout: float | None = None,
     retry: Retry | None = None,
     breaker: CircuitBreaker | None = None,
-    bulkhead: AbstractAsyncContextManager[Any] | None = None,
-    limiter: AbstractAsyncContextManager[Any] | None = None,
+    bulkhead: Limiter | None = None,
+    limiter: Limiter | None = None,
     fallback: Any = NO_FALLBACK,
 ) -> Callable[[Callable[P, Awaitable[T]]], Callable[P, Coroutine[Any, Any, T]]]:
     """Decorate an async function with resilience policies, applied in one order::
@@ -103,7 +84,8 @@ def resilient(
     and the overall deadline bounds everything, waits included; retry never
     starts a wait that would cross it.
 
-    *bulkhead* and *limiter* may be any async context manager (e.g.
+    *bulkhead* and *limiter* may be any async context manager
+    (:class:`anyway.abc.Limiter`, e.g.
     :class:`~anyway.Bulkhead`, :class:`~anyway.RateLimiter`,
     :class:`anyio.CapacityLimiter`). An expired *attempt_timeout* raises
     :class:`~anyway.DeadlineExceeded`, a :class:`TimeoutError`: *retry*
@@ -138,9 +120,9 @@ def resilient(
             f"breaker must be an anyway.CircuitBreaker, got {breaker!r} ({type(breaker).__name__})"
         )
     if bulkhead is not None:
-        bulkhead = _check_async_cm("bulkhead", bulkhead, "anyway.Bulkhead(10)")
+        check_async_cm("bulkhead", bulkhead, "anyway.Bulkhead(10)")
     if limiter is not None:
-        limiter = _check_async_cm("limiter", limiter, "anyway.RateLimiter(10)")
+        check_async_cm("limiter", limiter, "anyway.RateLimiter(10)")
     if inspect.iscoroutine(fallback):
         fallback.close()
         raise TypeError(
@@ -149,7 +131,7 @@ def resilient(
         )
 
     def decorate(fn: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any, T]]:
-        _require_async_function("the decorated function", fn)
+        check_async_function("the decorated function", fn)
         if (
             timeout is None
             and attempt_timeout is None
@@ -170,47 +152,44 @@ def _build_attempt(
     fn: Callable[P, Awaitable[T]],
     attempt_timeout: float | None,
     breaker: CircuitBreaker | None,
-    bulkhead: AbstractAsyncContextManager[Any] | None,
-    limiter: AbstractAsyncContextManager[Any] | None,
+    bulkhead: Limiter | None,
+    limiter: Limiter | None,
 ) -> Callable[P, Awaitable[T]]:
     """One attempt: breaker -> bulkhead -> limiter -> attempt_timeout -> fn.
     Each layer is one coroutine, and only the policies given get one."""
     call: Callable[P, Awaitable[T]] = fn
     if attempt_timeout is not None:
         call = _within_deadline(fn, call, attempt_timeout)
-    timed = breaker is not None and breaker._slow is not None
-    if timed and (bulkhead is not None or limiter is not None):
-        call = _stamped(fn, call)
+    if (
+        breaker is not None
+        and breaker.slow_call_duration is not None
+        and (bulkhead is not None or limiter is not None)
+    ):
+        # slow calls are timed from when the call gets past the bulkhead and
+        # the limiter: queueing is not the dependency's slowness
+        call = _stamped(fn, call, breaker)
     if limiter is not None:
         call = _within(fn, call, limiter)
     if bulkhead is not None:
         call = _within(fn, call, bulkhead)
     if breaker is not None:
-        call = _guarded(fn, call, breaker)
+        call = breaker(call)
     return call
 
 
-# The breaker measures slow calls from when the call gets past the bulkhead
-# and the limiter (queueing is not the dependency's slowness): its layer puts
-# a cell here, the innermost layer writes the start time in it.
-_started: ContextVar[list[float]] = ContextVar("anyway.resilient.started")
-
-
 def _stamped(
-    meta: Callable[..., Any], call: Callable[P, Awaitable[T]]
+    meta: Callable[..., Any], call: Callable[P, Awaitable[T]], breaker: CircuitBreaker
 ) -> Callable[P, Awaitable[T]]:
     @functools.wraps(meta)
     async def stamped(*args: P.args, **kwargs: P.kwargs) -> T:
-        _started.get()[0] = anyio.current_time()  # set by the breaker's layer, just outside
+        breaker.mark_call_start()
         return await call(*args, **kwargs)
 
     return stamped
 
 
 def _within(
-    meta: Callable[..., Any],
-    call: Callable[P, Awaitable[T]],
-    manager: AbstractAsyncContextManager[Any],
+    meta: Callable[..., Any], call: Callable[P, Awaitable[T]], manager: Limiter
 ) -> Callable[P, Awaitable[T]]:
     @functools.wraps(meta)
     async def within(*args: P.args, **kwargs: P.kwargs) -> T:
@@ -231,33 +210,6 @@ def _within_deadline(
         raise AssertionError("unreachable")  # pragma: no cover
 
     return bounded
-
-
-def _guarded(
-    meta: Callable[..., Any], call: Callable[P, Awaitable[T]], breaker: CircuitBreaker
-) -> Callable[P, Awaitable[T]]:
-    if breaker._slow is not None:
-        admit = breaker._admit
-        settle = breaker._settle
-
-        @functools.wraps(meta)
-        async def timed(*args: P.args, **kwargs: P.kwargs) -> T:
-            ticket = await admit()
-            cell = [anyio.current_time()]
-            token = _started.set(cell)
-            try:
-                result = await call(*args, **kwargs)
-            except BaseException as exc:
-                await settle(ticket, cell[0], exc)
-                raise
-            finally:
-                _started.reset(token)
-            await settle(ticket, cell[0], None)
-            return result
-
-        return timed
-    # Without slow calls, CircuitBreaker.__call__ is this layer (and is fast).
-    return breaker(call)
 
 
 def _build_outer(

@@ -17,17 +17,21 @@ import logging
 import reprlib
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import TypeAlias
+from typing import Literal, TypeAlias
 
 __all__ = [
+    "BreakerCallRecorded",
     "BreakerStateChanged",
     "CallRejected",
     "CircuitState",
     "DeadlineExpired",
     "Event",
+    "GiveUpKind",
     "Hook",
+    "PolicyEvent",
     "RetryGaveUp",
     "RetryScheduled",
+    "TransitionKind",
     "add_hook",
     "emit",
     "emit_sync",
@@ -49,16 +53,46 @@ class CircuitState(enum.Enum):
     HALF_OPEN = "half_open"
 
 
+TransitionKind: TypeAlias = Literal[
+    "failures",
+    "failure_rate",
+    "slow_call_rate",
+    "probe_failed",
+    "probe_slow",
+    "recovery_time",
+    "probes_succeeded",
+    "operator_open",
+    "operator_close",
+    "operator_reset",
+]
+"""Why a circuit changed state, machine-readable (for metrics and alerts):
+``failures`` (``failure_threshold`` consecutive failures), ``failure_rate`` /
+``slow_call_rate`` (over the window), ``probe_failed`` / ``probe_slow`` (a
+half-open probe), ``recovery_time`` (open -> half-open), ``probes_succeeded``
+(half-open -> closed), ``operator_open`` / ``operator_close`` /
+``operator_reset`` (:meth:`~anyway.CircuitBreaker.open`, ``close``,
+``reset``)."""
+
+GiveUpKind: TypeAlias = Literal["attempts", "timeout", "deadline", "budget", "other"]
+"""Why retrying stopped, machine-readable: no attempts left, the retry's
+``timeout``, the enclosing deadline, the :class:`~anyway.RetryBudget`, or
+anything else."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Event:
+class PolicyEvent:
     """Base of every event. ``policy`` names the policy object that emitted it
     (the breaker's name, the function's qualified name for retry...)."""
 
     policy: str
 
 
+Event = PolicyEvent
+"""The old name of :class:`PolicyEvent` (it read like ``anyio.Event``)."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
-class RetryScheduled(Event):
+class RetryScheduled(PolicyEvent):
     """A retry will happen after ``delay`` seconds. ``attempt`` is the number
     of the attempt that just failed (1 for the first call). Exactly one of
     ``error`` (the exception) and ``result`` (a result that
@@ -71,28 +105,45 @@ class RetryScheduled(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class RetryGaveUp(Event):
+class RetryGaveUp(PolicyEvent):
     """Retrying stopped after ``attempts`` attempts and ``elapsed`` seconds;
     ``reason`` says why (attempts exhausted, timeout, deadline, budget...)."""
 
     attempts: int
     elapsed: float
     reason: str
+    kind: GiveUpKind = "other"
     error: BaseException | None = None
     result: object = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class BreakerStateChanged(Event):
-    """A circuit breaker moved from ``old`` to ``new``."""
+class BreakerStateChanged(PolicyEvent):
+    """A circuit breaker moved from ``old`` to ``new``: ``reason`` says why in
+    words, ``kind`` in one :data:`TransitionKind` (``None`` when unknown)."""
 
     old: CircuitState
     new: CircuitState
     reason: str = ""
+    kind: TransitionKind | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class CallRejected(Event):
+class BreakerCallRecorded(PolicyEvent):
+    """A circuit breaker recorded the outcome of a call: ``"failure"`` (with
+    its ``error``) or ``"success"``; ``slow`` when it took longer than
+    ``slow_call_duration``. Only emitted by breakers made with
+    ``outcome_events=True`` (it costs the happy path an event per call).
+    Recovery is the :class:`BreakerStateChanged` with
+    ``kind="probes_succeeded"``."""
+
+    outcome: Literal["success", "failure"]
+    slow: bool = False
+    error: BaseException | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallRejected(PolicyEvent):
     """A call was refused without running: ``by`` is ``"breaker"``,
     ``"bulkhead"`` or ``"limiter"``; ``retry_after`` is when trying again may
     succeed (``None`` when unknown)."""
@@ -102,17 +153,17 @@ class CallRejected(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class DeadlineExpired(Event):
+class DeadlineExpired(PolicyEvent):
     """A deadline of ``seconds`` (``None`` for an absolute one) expired."""
 
     seconds: float | None
 
 
-Hook: TypeAlias = Callable[[Event], Awaitable[None] | None]
-"""A hook: a sync or async callable taking an :class:`Event`."""
+Hook: TypeAlias = Callable[[PolicyEvent], Awaitable[None] | None]
+"""A hook: a sync or async callable taking a :class:`PolicyEvent`."""
 
 
-def log_event(event: Event) -> None:
+def log_event(event: PolicyEvent) -> None:
     """The default global hook: log *event* on the ``"anyway"`` logger.
 
     Retries and rejections are ``INFO``, give-ups and breaker opening
@@ -152,6 +203,15 @@ def log_event(event: Event) -> None:
                 event.new.value,
                 f" ({event.reason})" if event.reason else "",
             )
+        case BreakerCallRecorded():
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug(
+                    "%s: %s%s recorded%s",
+                    event.policy,
+                    "slow " if event.slow else "",
+                    event.outcome,
+                    f" ({type(event.error).__name__}: {event.error})" if event.error else "",
+                )
         case CallRejected():
             logger.info(
                 "%s: call rejected by %s%s",
@@ -218,7 +278,7 @@ def check_hooks(hooks: Iterable[Hook] | Hook) -> tuple[Hook, ...]:
     return result
 
 
-async def emit(event: Event, hooks: tuple[Hook, ...] = ()) -> None:
+async def emit(event: PolicyEvent, hooks: tuple[Hook, ...] = ()) -> None:
     """Send *event* to *hooks*, then to the global hooks; await async ones."""
     for hook in (*hooks, *_global_hooks):
         result = hook(event)
@@ -226,7 +286,7 @@ async def emit(event: Event, hooks: tuple[Hook, ...] = ()) -> None:
             await result
 
 
-def emit_sync(event: Event, hooks: tuple[Hook, ...] = ()) -> None:
+def emit_sync(event: PolicyEvent, hooks: tuple[Hook, ...] = ()) -> None:
     """Like :func:`emit`, for places that cannot await (async hooks are an error there)."""
     for hook in (*hooks, *_global_hooks):
         result = hook(event)

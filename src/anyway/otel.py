@@ -19,7 +19,8 @@ bulkhead's or limiter's name, or the retried function's qualified name):
     retries scheduled (:class:`~anyway.RetryScheduled`).
 ``anyway.retry.give_ups`` (counter, ``anyway.reason``)
     retrying stopped at a limit (:class:`~anyway.RetryGaveUp`); the reason is
-    one of ``attempts``, ``timeout``, ``deadline``, ``budget``, ``other``.
+    the event's ``kind``: one of ``attempts``, ``timeout``, ``deadline``,
+    ``budget``, ``other``.
 ``anyway.rejections`` (counter, ``anyway.rejected_by``)
     calls refused without running (:class:`~anyway.CallRejected`), by
     ``breaker``, ``bulkhead`` or ``limiter``.
@@ -27,8 +28,12 @@ bulkhead's or limiter's name, or the retried function's qualified name):
     how many breakers of that name are in each state (``closed``, ``open``,
     ``half_open``): 1 for the current state, 0 for the others. A breaker
     appears at its first change of state.
-``anyway.breaker.transitions`` (counter, ``anyway.breaker.from``, ``anyway.breaker.to``)
-    changes of state.
+``anyway.breaker.transitions`` (counter, ``anyway.breaker.from``, ``anyway.breaker.to``, ``anyway.breaker.kind``)
+    changes of state; the kind is the event's
+    :data:`~anyway.TransitionKind` (``failures``, ``probe_failed``...).
+``anyway.breaker.outcomes`` (counter, ``anyway.breaker.outcome``, ``anyway.breaker.slow``)
+    outcomes recorded by breakers made with ``outcome_events=True``
+    (:class:`~anyway.BreakerCallRecorded`): ``success`` or ``failure``.
 ``anyway.deadlines.expired`` (counter)
     expired deadlines (:class:`~anyway.DeadlineExpired`).
 
@@ -50,10 +55,11 @@ except ImportError as exc:
 
 from . import __version__
 from ._events import (
+    BreakerCallRecorded,
     BreakerStateChanged,
     CallRejected,
     DeadlineExpired,
-    Event,
+    PolicyEvent,
     RetryGaveUp,
     RetryScheduled,
     add_hook,
@@ -63,20 +69,6 @@ if TYPE_CHECKING:
     from opentelemetry.metrics import Meter, MeterProvider
 
 __all__ = ["OpenTelemetryHook", "instrument"]
-
-
-def _reason_kind(reason: str) -> str:
-    """A low-cardinality kind for a :class:`~anyway.RetryGaveUp` reason (the
-    reason itself holds numbers)."""
-    if reason.startswith("no attempts left"):
-        return "attempts"
-    if "retry timeout" in reason:
-        return "timeout"
-    if "deadline" in reason:
-        return "deadline"
-    if "budget" in reason:
-        return "budget"
-    return "other"
 
 
 class OpenTelemetryHook:
@@ -90,6 +82,7 @@ class OpenTelemetryHook:
     __slots__ = (
         "_deadlines",
         "_give_ups",
+        "_outcomes",
         "_rejections",
         "_retries",
         "_seen",
@@ -125,6 +118,11 @@ class OpenTelemetryHook:
             unit="{transition}",
             description="Circuit breaker changes of state",
         )
+        self._outcomes = meter.create_counter(
+            "anyway.breaker.outcomes",
+            unit="{call}",
+            description="Outcomes recorded by circuit breakers (with outcome_events=True)",
+        )
         self._deadlines = meter.create_counter(
             "anyway.deadlines.expired", unit="{deadline}", description="Deadlines that expired"
         )
@@ -133,16 +131,14 @@ class OpenTelemetryHook:
     def __repr__(self) -> str:
         return f"<anyway.otel.OpenTelemetryHook breakers={len(self._seen)}>"
 
-    def __call__(self, event: Event) -> None:
+    def __call__(self, event: PolicyEvent) -> None:
         """Record *event*."""
         policy = event.policy
         match event:
             case RetryScheduled():
                 self._retries.add(1, {"anyway.policy": policy})
             case RetryGaveUp():
-                self._give_ups.add(
-                    1, {"anyway.policy": policy, "anyway.reason": _reason_kind(event.reason)}
-                )
+                self._give_ups.add(1, {"anyway.policy": policy, "anyway.reason": event.kind})
             case CallRejected():
                 self._rejections.add(1, {"anyway.policy": policy, "anyway.rejected_by": event.by})
             case BreakerStateChanged():
@@ -154,7 +150,21 @@ class OpenTelemetryHook:
                 self._state.add(1, {"anyway.policy": policy, "anyway.breaker.state": new})
                 self._transitions.add(
                     1,
-                    {"anyway.policy": policy, "anyway.breaker.from": old, "anyway.breaker.to": new},
+                    {
+                        "anyway.policy": policy,
+                        "anyway.breaker.from": old,
+                        "anyway.breaker.to": new,
+                        "anyway.breaker.kind": event.kind or "other",
+                    },
+                )
+            case BreakerCallRecorded():
+                self._outcomes.add(
+                    1,
+                    {
+                        "anyway.policy": policy,
+                        "anyway.breaker.outcome": event.outcome,
+                        "anyway.breaker.slow": event.slow,
+                    },
                 )
             case DeadlineExpired():
                 self._deadlines.add(1, {"anyway.policy": policy})

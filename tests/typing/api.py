@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any, assert_type
 
+from anyio import sleep as anyio_sleep
+
 import anyway
+import anyway.abc
 from anyway.testing import backend_id, backends, virtual_time_options
 
 assert_type(backends(), list[tuple[str, dict[str, Any]]])
@@ -41,9 +44,25 @@ async def _tasks_and_deadlines() -> None:
 def _breaker_and_composition() -> None:
     breaker = anyway.CircuitBreaker(name="db")
     assert_type(breaker.state, anyway.CircuitState)
-    assert_type(breaker.retry_after, float | None)
+    stats = breaker.statistics()
+    assert_type(stats, anyway.BreakerSnapshot)
+    assert_type(stats.retry_after, float | None)
+    assert_type(stats.failure_count, int)
     assert_type(breaker.derive(name="db:replica"), anyway.CircuitBreaker)
-    breaker.reset()  # called without await on the in-memory store: fine
+    assert_type(breaker.reset_nowait(), None)  # the sync sibling (in-memory store)
+
+    async def operate() -> None:
+        assert_type(await breaker.open(seconds=5.0), None)
+        assert_type(await breaker.close(), None)
+        assert_type(await breaker.reset(), None)
+        assert_type(await breaker.call(anyio_sleep, 0.1), None)
+
+    store: anyway.abc.BreakerStore = anyway.InMemoryBreakerStore()
+    anyway.CircuitBreaker(name="shared", store=store)
+    limiter: anyway.abc.Limiter = anyway.Bulkhead(2)
+    rate: anyway.abc.RateLimit = anyway.RateLimiter(5)
+    assert_type(limiter, anyway.abc.Limiter)
+    assert_type(rate, anyway.abc.RateLimit)
 
     @breaker
     async def guarded(x: int, *, y: str = "") -> int:
@@ -52,7 +71,13 @@ def _breaker_and_composition() -> None:
     async def call_guarded() -> None:
         assert_type(await guarded(1, y="a"), int)
 
-    @anyway.resilient(timeout=5.0, retry=anyway.retry(on=OSError), breaker=breaker)
+    @anyway.resilient(
+        timeout=5.0,
+        retry=anyway.retry(on=OSError),
+        breaker=breaker,
+        limiter=anyway.RateLimiter(5),
+        bulkhead=anyway.Bulkhead(2),
+    )
     async def composed(x: int) -> str:
         return str(x)
 
