@@ -666,3 +666,212 @@ async def test_map_unbounded_sized_items_all_start_at_once(sized: bool) -> None:
     assert peak == (n if sized else UNSIZED_WINDOW)
     assert "max_at_once=unbounded pulled" in repr(anyway.map(fn, [1]))
     assert "max_at_once=3 pulled" in repr(anyway.map(fn, iter([1]), max_at_once=3))
+
+
+# --- a sync function where an async one is needed -------------------------------------
+
+
+def sync_fn(item: int) -> int:
+    return item
+
+
+@pytest.mark.parametrize("return_exceptions", [False, True])
+async def test_map_all_sync_function_is_a_type_error_not_an_outcome(
+    return_exceptions: bool,
+) -> None:
+    with pytest.raises(TypeError) as info:
+        await anyway.map_all(
+            sync_fn,  # type: ignore[arg-type]
+            range(5),
+            max_at_once=3,
+            return_exceptions=return_exceptions,
+        )
+    assert type(info.value).__name__ == "NotAwaitableError"  # itself, not in a group
+    assert str(info.value).startswith(
+        "map() fn: sync_fn(...) returned 0, which cannot be awaited: pass an async function"
+    )
+
+
+async def test_map_sync_function_cancels_the_other_calls() -> None:
+    work = Worker()
+
+    def first_async_then_sync(item: int) -> Awaitable[int] | int:
+        return item if item else work(5)  # a bug: no coroutine for the later items
+
+    with pytest.raises(TypeError, match="returned 1, which cannot be awaited"):  # noqa: PT012
+        async with anyway.map(first_async_then_sync, [0, 1], max_at_once=2) as results:  # type: ignore[arg-type]
+            async for _ in results:
+                pass
+    assert work.log.whats() == ["start 5", "cancelled 5"]
+    assert work.running == 0
+
+
+# --- generators we stopped pulling from are closed at block exit ----------------------
+
+
+class Source:
+    """A sync or async generator of 0, 1, 2... that records when it is closed."""
+
+    def __init__(self) -> None:
+        self.pulled: list[int] = []
+        self.closed = False
+
+    def sync(self) -> Iterator[int]:
+        try:
+            for item in itertools.count():
+                self.pulled.append(item)
+                yield item
+        finally:
+            self.closed = True
+
+    async def asynchronous(self, delay: float = 0) -> AsyncIterator[int]:
+        try:
+            for item in itertools.count():
+                await anyio.sleep(delay)
+                self.pulled.append(item)
+                yield item
+        finally:
+            self.closed = True
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+@pytest.mark.parametrize("max_at_once", [None, 2])
+async def test_map_closes_the_generator_when_the_block_is_left_early(
+    kind: str, max_at_once: int | None
+) -> None:
+    source = Source()
+    items = source.sync() if kind == "sync" else source.asynchronous()
+    async with anyway.map(
+        Worker(dict.fromkeys(range(5000), 1)), items, max_at_once=max_at_once
+    ) as results:
+        async for _ in results:
+            break
+        assert not source.closed
+    assert source.closed  # at block exit, not at garbage collection
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+async def test_map_closes_the_generator_when_a_call_fails(kind: str) -> None:
+    source = Source()
+    items = source.sync() if kind == "sync" else source.asynchronous()
+    work = Worker(dict.fromkeys(range(10), 1), fail={3: KeyError("k")})
+    with pytest.raises(KeyError):
+        await anyway.map_all(work, items, max_at_once=2)
+    assert source.closed
+    assert work.running == 0
+
+
+# --- cancellation at each await point: nothing lost, nothing leaked, it propagates -----
+
+
+async def test_map_cancelled_while_workers_wait_for_the_window(clock: Clock) -> None:
+    source = Source()
+    work = Worker({0: 5, 1: 1, 2: 1})  # item 1 finishes, waits for 0: its worker waits
+    with anyio.move_on_after(3) as outer:
+        async with anyway.map(work, source.sync(), max_at_once=2) as results:
+            async for _ in results:
+                pytest.fail("item 0 is not done before the cancellation")
+    assert outer.cancelled_caught
+    assert source.pulled == [0, 1]  # the window held the worker back
+    assert work.log.whats() == ["start 0", "start 1", "done 1", "cancelled 0"]
+    assert work.running == 0
+    assert source.closed
+
+
+async def test_map_cancelled_while_a_worker_pulls_from_an_async_source(clock: Clock) -> None:
+    source = Source()
+    work = Worker(dict.fromkeys(range(10), 1))
+    t0 = clock.now()
+    with anyio.move_on_after(3.5) as outer:
+        await anyway.map_all(work, source.asynchronous(delay=2), max_at_once=3)
+    assert outer.cancelled_caught
+    assert clock.now() - t0 == clock.approx(3.5)
+    assert source.pulled == [0]  # the second pull was waiting (due at 4)
+    assert work.log.whats() == ["start 0", "done 0"]
+    assert source.closed
+
+
+async def test_map_cancelled_while_calls_wait_for_the_limiter(clock: Clock) -> None:
+    limiter = anyio.CapacityLimiter(1)
+    work = Worker(dict.fromkeys(range(5), 2))
+    with anyio.move_on_after(1) as outer:
+        await anyway.map_all(work, range(5), max_at_once=3, limiter=limiter)
+    assert outer.cancelled_caught
+    assert work.log.whats() == ["start 0", "cancelled 0"]  # 1 and 2 never got the limiter
+    stats = limiter.statistics()
+    assert (stats.borrowed_tokens, stats.tasks_waiting) == (0, 0)  # nothing kept
+
+
+async def test_map_cancelled_while_the_consumer_waits(clock: Clock) -> None:
+    work = Worker(dict.fromkeys(range(4), 2))
+    got: list[int] = []
+    with anyio.move_on_after(3) as outer:
+        async with anyway.map(work, range(4), max_at_once=2) as results:
+            async for r in results:
+                got.append(r)  # noqa: PERF401 - keep what came before the cancellation
+    assert outer.cancelled_caught
+    assert got == [0, 10]
+    assert sorted(work.log.whats()) == [
+        "cancelled 2",
+        "cancelled 3",
+        "done 0",
+        "done 1",
+        "start 0",
+        "start 1",
+        "start 2",
+        "start 3",
+    ]
+    assert work.running == 0
+
+
+# --- invariants --------------------------------------------------------------------------
+
+
+@settings(
+    deadline=None, max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    durations=st.lists(st.sampled_from([0.0, 0.1, 0.2, 0.5]), max_size=12),
+    consumer=st.lists(st.sampled_from([0.0, 0.3]), min_size=1, max_size=4),
+    k=st.integers(1, 4),
+    ordered=st.booleans(),
+)
+async def test_map_invariants(
+    clock: Clock, durations: list[float], consumer: list[float], k: int, ordered: bool
+) -> None:
+    """Output order, the concurrency bound and laziness, with a consumer that
+    sometimes lags behind."""
+    pulled = yielded = running = 0
+    violations: list[str] = []
+
+    def items() -> Iterator[int]:
+        nonlocal pulled
+        for item in range(len(durations)):
+            pulled += 1
+            if pulled > yielded + k:
+                violations.append(f"item {item} pulled with {yielded} yielded")
+            yield item
+
+    async def fn(item: int) -> int:
+        nonlocal running
+        running += 1
+        if running > k:
+            violations.append(f"{running} calls running")
+        try:
+            await anyio.sleep(durations[item])
+        finally:
+            running -= 1
+        return item
+
+    got: list[int] = []
+    async with anyway.map(fn, items(), max_at_once=k, ordered=ordered) as results:
+        async for r in results:
+            yielded += 1
+            got.append(r)
+            await anyio.sleep(consumer[len(got) % len(consumer)])
+    assert violations == []
+    assert running == 0
+    if ordered:
+        assert got == list(range(len(durations)))
+    else:
+        assert sorted(got) == list(range(len(durations)))
