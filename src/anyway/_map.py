@@ -48,6 +48,8 @@ _CLOSE_SECONDS: Final = 5.0
 # A worker lets the other tasks run at least once every this many items,
 # even if its calls never wait (and notices a cancellation there).
 _ITEMS_PER_CHECKPOINT: Final = 16
+# How many workers map() starts with when it knows there are enough items.
+_FIRST_WORKERS: Final = 16
 _EMPTY: Final[Any] = object()  # map_all: a slot whose result has not come yet
 
 
@@ -178,10 +180,12 @@ class _Map(Generic[T, R]):
         await tg.__aenter__()
         self._tg = tg
         self._state = "open"
-        # A sized input starts its pool at once; otherwise each pull grows it.
+        # A few workers to begin with (one if the items may be few); each pull
+        # grows the pool, so even a huge one fills in a few steps without
+        # holding the event loop while it is spawned.
         start = 1
         if hasattr(type(self._items), "__len__"):
-            start = max(min(self._size, len(self._items)), 1)  # type: ignore[arg-type]
+            start = max(min(self._size, len(self._items), _FIRST_WORKERS), 1)  # type: ignore[arg-type]
         for _ in range(start):
             self._spawn()
         return self
@@ -298,7 +302,7 @@ class _Map(Generic[T, R]):
             else:
                 self._ready.append(result)
                 self._wake()
-            if not index % _ITEMS_PER_CHECKPOINT:
+            if index % _ITEMS_PER_CHECKPOINT == _ITEMS_PER_CHECKPOINT - 1:
                 await checkpoint()
 
     def _wake(self) -> None:
