@@ -861,22 +861,36 @@ async def test_map_cancelled_while_the_consumer_waits(clock: Clock) -> None:
     consumer=st.lists(st.sampled_from([0.0, 0.3]), min_size=1, max_size=4),
     k=st.integers(1, 4),
     ordered=st.booleans(),
+    async_items=st.booleans(),
 )
 async def test_map_invariants(
-    clock: Clock, durations: list[float], consumer: list[float], k: int, ordered: bool
+    clock: Clock,
+    durations: list[float],
+    consumer: list[float],
+    k: int,
+    ordered: bool,
+    async_items: bool,
 ) -> None:
     """Output order, the concurrency bound and laziness, with a consumer that
     sometimes lags behind."""
     pulled = yielded = running = 0
     violations: list[str] = []
 
-    def items() -> Iterator[int]:
+    def pull(item: int) -> int:
         nonlocal pulled
+        pulled += 1
+        if pulled > yielded + k:
+            violations.append(f"item {item} pulled with {yielded} yielded")
+        return item
+
+    def items() -> Iterator[int]:
         for item in range(len(durations)):
-            pulled += 1
-            if pulled > yielded + k:
-                violations.append(f"item {item} pulled with {yielded} yielded")
-            yield item
+            yield pull(item)
+
+    async def async_items_() -> AsyncIterator[int]:
+        for item in range(len(durations)):
+            await anyio.sleep(durations[item] / 2)  # pulls that wait: workers queue up
+            yield pull(item)
 
     async def fn(item: int) -> int:
         nonlocal running
@@ -890,7 +904,8 @@ async def test_map_invariants(
         return item
 
     got: list[int] = []
-    async with anyway.map(fn, items(), max_at_once=k, ordered=ordered) as results:
+    source = async_items_() if async_items else items()
+    async with anyway.map(fn, source, max_at_once=k, ordered=ordered) as results:
         async for r in results:
             yielded += 1
             got.append(r)

@@ -50,7 +50,8 @@ _CLOSE_SECONDS: Final = 5.0
 _ITEMS_PER_CHECKPOINT: Final = 16
 # How many workers map() starts with when it knows there are enough items.
 _FIRST_WORKERS: Final = 16
-_EMPTY: Final[Any] = object()  # map_all: a slot whose result has not come yet
+_EMPTY: Final[Any] = object()  # no item left; map_all: a slot whose result has not come yet
+_FULL: Final[Any] = object()  # the window filled while a worker waited to pull
 
 
 class _Map(Generic[T, R]):
@@ -227,16 +228,23 @@ class _Map(Generic[T, R]):
         self._tg.start_soon(self._work, name=self._task_name)
 
     async def _pull(self) -> Any:
-        """The next item, or ``_EMPTY`` once the items have run out."""
+        """The next item (counted), ``_EMPTY`` once the items have run out, or
+        ``_FULL`` if the window filled while this worker waited to pull."""
         try:
             if self._iterator is not None:
-                return next(self._iterator)
-            assert self._pull_lock is not None
-            assert self._aiterator is not None
-            async with self._pull_lock:
-                if self._exhausted:
-                    return _EMPTY
-                return await anext(self._aiterator)
+                item = next(self._iterator)
+            else:
+                assert self._pull_lock is not None
+                assert self._aiterator is not None
+                async with self._pull_lock:  # other workers may have pulled meanwhile
+                    if self._exhausted or self._failed:
+                        return _EMPTY
+                    window = self._window
+                    if window is not None and self._pulled - self._yielded >= window:
+                        return _FULL
+                    item = await anext(self._aiterator)
+                    self._pulled += 1
+                    return item
         except (StopIteration, StopAsyncIteration):
             self._exhausted = True
             self._wake()
@@ -246,6 +254,8 @@ class _Map(Generic[T, R]):
         except Exception as exc:
             exc.add_note(f"anyway.map: raised while taking item #{self._pulled} from items")
             raise
+        self._pulled += 1
+        return item
 
     async def _work(self) -> None:
         """A worker: pull an item, call fn, hand the result over; repeat."""
@@ -257,10 +267,11 @@ class _Map(Generic[T, R]):
                 await waiter.wait()
                 continue
             item = await self._pull()
+            if item is _FULL:
+                continue
             if item is _EMPTY or self._failed:
                 return
-            index = self._pulled
-            self._pulled = index + 1
+            index = self._pulled - 1
             if collect and self._ordered:
                 self._results.append(_EMPTY)
             if self._workers < self._size:  # grow the pool: 1, 3, 7, 15... workers
