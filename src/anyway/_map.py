@@ -1,17 +1,12 @@
 """Bounded, lazy fan-out over an iterable: :func:`map` and :func:`map_all`.
 
-A pool of worker tasks (never more than the concurrency limit) lives in one
-AnyIO task group for as long as the ``async with`` block (or the
-``map_all`` call). Each worker pulls the next item, calls ``fn(item)`` and
-hands the result over. After a pull a worker starts two more while the pool
-is below its size: a short input never pays for a large pool, and a long one
-fills it in a few steps.
-
-:func:`map` yields the results (in input order, or as they finish); a
-window bounds how far the workers may run ahead of the consumer (results
-started and not yet yielded), which bounds memory and keeps the pulling
-lazy. :func:`map_all` has no consumer to wait for: results go straight into
-the list, and only the concurrency limit applies.
+A pool of worker tasks (at most the concurrency limit; each pull starts up to
+two more, so a short input never pays for a large pool) lives in one task
+group for as long as the ``async with`` block or the ``map_all`` call. Each
+worker pulls the next item, calls ``fn(item)`` and hands the result over.
+:func:`map` yields the results; a window bounds how far the workers run ahead
+of the consumer (memory, laziness). :func:`map_all` has no consumer to wait
+for: results go straight into its list; only the concurrency limit applies.
 """
 
 from __future__ import annotations
@@ -43,13 +38,11 @@ R = TypeVar("R")
 #: at most this many calls started and not yet yielded, so that an endless
 #: iterable uses bounded memory. Items with a ``__len__`` all start at once.
 UNSIZED_WINDOW: Final = 1024
-# How long map() waits for an async generator it stopped pulling from to close.
-_CLOSE_SECONDS: Final = 5.0
-# A worker lets the other tasks run at least once every this many items,
-# even if its calls never wait (and notices a cancellation there).
+_CLOSE_SECONDS: Final = 5.0  # the most map() waits for an async generator to close
+# A worker lets the other tasks run (and notices a cancellation) at least once
+# every this many items, even if its calls never wait.
 _ITEMS_PER_CHECKPOINT: Final = 16
-# How many workers map() starts with when it knows there are enough items.
-_FIRST_WORKERS: Final = 16
+_FIRST_WORKERS: Final = 16  # the pool's size at the start, if there are that many items
 _EMPTY: Final[Any] = object()  # no item left; map_all: a slot whose result has not come yet
 _FULL: Final[Any] = object()  # the window filled while a worker waited to pull
 
@@ -181,9 +174,8 @@ class _Map(Generic[T, R]):
         await tg.__aenter__()
         self._tg = tg
         self._state = "open"
-        # A few workers to begin with (one if the items may be few); each pull
-        # grows the pool, so even a huge one fills in a few steps without
-        # holding the event loop while it is spawned.
+        # A few workers to begin with (one if the items may be few): a huge pool
+        # grows in a few steps without holding the event loop while it spawns.
         start = 1
         if hasattr(type(self._items), "__len__"):
             start = max(min(self._size, len(self._items), _FIRST_WORKERS), 1)  # type: ignore[arg-type]
