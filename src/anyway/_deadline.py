@@ -364,9 +364,9 @@ async def fallback(
     Only the timeout is absorbed: an exception raised by *fn* propagates (a
     *fn* that returns something that cannot be awaited, a sync function, is a
     :class:`TypeError`), and so does a cancellation from outside (an outer
-    deadline, a cancelled task group), even one that fires at the same moment. When the default is used
-    a :class:`~anyway.DeadlineExpired` event is emitted (``policy`` is
-    *fn*'s qualified name).
+    deadline, a cancelled task group), even one that fires at the same
+    moment. When the default is used a :class:`~anyway.DeadlineExpired` event
+    is emitted (``policy`` is *fn*'s qualified name).
 
     ``timeout`` may be ``0`` (use *fn*'s result only if it finishes without
     waiting) or :data:`math.inf`.
