@@ -2,26 +2,22 @@
 
 from __future__ import annotations
 
-import itertools
+import functools
 import math
 import re
-import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from types import TracebackType
+from collections.abc import Awaitable, Callable, Iterator
 
 import anyio
 import pytest
-from anyio.lowlevel import checkpoint
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from outcome import Error, Value
 
 import anyway
-import anyway._tasks
-from anyway._tasks import UNSIZED_WINDOW
+from anyway import DeadlineExceeded, DeadlineExpired, Event
 from anyway.testing import Clock
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.foreign_clocks]
 
 Cancelled = anyio.get_cancelled_exc_class
 
@@ -167,8 +163,217 @@ async def test_settle_bad_input() -> None:
         ),
     ):
         await anyway.settle(after(1), coro)  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match=re.escape("settle() argument 1 must be callable, got 5")):
+    with pytest.raises(
+        TypeError, match=re.escape("settle() argument 1 must be an async function, got 5: pass")
+    ):
         await anyway.settle(5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=re.escape("got the class int")):
+        await anyway.settle(int)  # type: ignore[arg-type]
+
+
+# --- settle(timeout=): a batch deadline that keeps what finished -----------------
+
+
+@pytest.fixture
+def events() -> Iterator[list[Event]]:
+    """The events emitted during the test."""
+    seen: list[Event] = []
+    anyway.add_hook(seen.append)
+    try:
+        yield seen
+    finally:
+        anyway.remove_hook(seen.append)
+
+
+async def test_settle_timeout_keeps_what_finished(clock: Clock, events: list[Event]) -> None:
+    log = Log()
+    boom = ValueError("boom")
+    t0 = clock.now()
+    results = await anyway.settle(
+        after(1, "a"), tracked(log, "slow", 10, cleanup=1), after(2, error=boom), timeout=3
+    )
+    log("returned")
+    assert results[0] == Value("a")
+    assert results[2] == Error(boom)
+    assert isinstance(results[1], Error)
+    late = results[1].error
+    assert isinstance(late, DeadlineExceeded)
+    assert str(late) == (
+        "settle() argument 2 (tracked.<locals>.fn) did not finish within the timeout of 3 s"
+    )
+    assert late.seconds == 3
+    # the slow call was cancelled at 3 and its cleanup ran before settle returned
+    assert log.entries == [
+        ("slow start", clock.approx(0)),
+        ("slow cancelled", clock.approx(3)),
+        ("slow cleaned up", clock.approx(4)),
+        ("returned", clock.approx(4)),
+    ]
+    assert clock.now() - t0 == clock.approx(4)
+    assert [(e.policy, e.seconds) for e in events if isinstance(e, DeadlineExpired)] == [
+        ("settle", 3)
+    ]
+
+
+async def test_settle_timeout_not_reached(clock: Clock, events: list[Event]) -> None:
+    t0 = clock.now()
+    assert await anyway.settle(after(1, "a"), after(2, "b"), timeout=3) == [
+        Value("a"),
+        Value("b"),
+    ]
+    assert clock.now() - t0 == clock.approx(2)
+    assert await anyway.settle(after(1, "a"), timeout=math.inf) == [Value("a")]
+    assert events == []
+
+
+async def test_settle_timeout_zero_cancels_every_waiting_call(clock: Clock) -> None:
+    t0 = clock.now()
+    results = await anyway.settle(after(1, "a"), after(2, "b"), timeout=0)
+    assert clock.now() - t0 == clock.approx(0)
+    assert [type(r.error) for r in results if isinstance(r, Error)] == [DeadlineExceeded] * 2
+    # each outcome has its own exception (tracebacks do not mix)
+    assert results[0].error is not results[1].error  # type: ignore[union-attr]
+
+
+async def test_settle_timeout_still_propagates_outer_cancellation(clock: Clock) -> None:
+    log = Log()
+    with anyio.move_on_after(1) as outer:
+        await anyway.settle(tracked(log, "a", 5), after(0.5, "b"), timeout=3)
+        log("not reached")
+    assert outer.cancelled_caught
+    assert log.whats() == ["a start", "a cancelled"]
+    assert log.at("a cancelled") == clock.approx(1)
+
+
+async def test_settle_timeout_and_outer_deadline_at_the_same_time() -> None:
+    reached = []
+    with anyio.move_on_after(2) as outer:
+        await anyway.settle(after(5), timeout=2)
+        reached.append("returned")  # the outer cancellation wins: settle does not return
+    assert outer.cancelled_caught
+    assert reached == []
+
+
+async def test_settle_timeout_does_not_capture_a_failing_cleanup() -> None:
+    async def bad_cleanup() -> None:
+        try:
+            await anyio.sleep(10)
+        finally:
+            raise RuntimeError("cleanup failed")
+
+    with pytest.raises(RuntimeError, match="cleanup failed"):
+        await anyway.settle(bad_cleanup, after(1), timeout=2)
+
+
+@pytest.mark.parametrize(
+    ("timeout", "error", "message"),
+    [
+        (-1, ValueError, "timeout must be >= 0, got -1 (or None)"),
+        (math.nan, ValueError, "timeout must be a number, got NaN (or None)"),
+        ("1", TypeError, "timeout must be a number, got '1' (str) (or None)"),
+    ],
+)
+async def test_settle_timeout_bad_input(
+    timeout: object,  # noqa: ASYNC109 - a parameter of the test
+    error: type[Exception],
+    message: str,
+) -> None:
+    with pytest.raises(error, match=re.escape(message)):
+        await anyway.settle(after(1), timeout=timeout)  # type: ignore[arg-type]
+
+
+@settings(
+    deadline=None, max_examples=12, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    durations=st.lists(st.sampled_from([0.5, 1.0, 1.5, 2.0]), max_size=5),
+    timeout=st.sampled_from([0.25, 0.75, 1.25, 1.75, 2.25]),
+)
+async def test_settle_timeout_property(
+    clock: Clock,
+    durations: list[float],
+    timeout: float,  # noqa: ASYNC109 - a parameter of the test
+) -> None:
+    t0 = clock.now()
+    results = await anyway.settle(*[after(d, i) for i, d in enumerate(durations)], timeout=timeout)
+    # in argument order: a value for each call shorter than the timeout, else the deadline
+    assert [r.value if isinstance(r, Value) else type(r.error) for r in results] == [
+        i if d < timeout else DeadlineExceeded for i, d in enumerate(durations)
+    ]
+    assert clock.now() - t0 == clock.approx(min(timeout, max(durations, default=0.0)))
+
+
+# --- a sync function where an async one is needed: a TypeError, never an outcome --
+
+
+def sync_fn(*args: object) -> int:
+    return 1
+
+
+FIX = "which cannot be awaited: pass an async function (async def)"
+
+
+async def test_settle_sync_function_is_a_type_error_at_the_call(clock: Clock) -> None:
+    log = Log()
+    with pytest.raises(TypeError) as info:
+        await anyway.settle(tracked(log, "good", 5, cleanup=1), sync_fn)  # type: ignore[arg-type]
+    assert type(info.value).__name__ == "NotAwaitableError"  # itself, not in a group
+    assert str(info.value).startswith(f"settle() argument 2: sync_fn(...) returned 1, {FIX}")
+    # the other call was cancelled and finished first
+    assert log.entries == [
+        ("good start", clock.approx(0)),
+        ("good cancelled", clock.approx(0)),
+        ("good cleaned up", clock.approx(1)),
+    ]
+
+
+async def test_settle_several_sync_functions_are_one_type_error() -> None:
+    with pytest.raises(
+        TypeError, match=r"^settle\(\) argument [12]: sync_fn\(\.\.\.\) returned 1"
+    ) as info:
+        await anyway.settle(sync_fn, sync_fn, timeout=1)  # type: ignore[arg-type]
+    assert type(info.value).__name__ == "NotAwaitableError"  # one, not a group
+    assert info.value.__notes__ == ["(1 other calls made the same mistake at the same time)"]
+
+
+@pytest.mark.parametrize("first", [True, False])
+async def test_race_does_not_hide_a_sync_function_behind_a_winner(first: bool) -> None:
+    async def instant() -> str:
+        return "won"
+
+    fns = [sync_fn, instant] if first else [instant, sync_fn]
+    with pytest.raises(TypeError, match=re.escape(f"sync_fn(...) returned 1, {FIX}")):
+        await anyway.race(*fns)  # type: ignore[arg-type]
+
+
+async def test_hedge_sync_function_is_a_type_error() -> None:
+    with pytest.raises(TypeError, match=re.escape("hedge() fn (copy 1): sync_fn(...) returned")):
+        await anyway.hedge(sync_fn, delay=0, attempts=3)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("helper", ["settle", "race"])
+async def test_the_late_binding_trap_is_refused(helper: str) -> None:
+    seen: list[int] = []
+
+    async def fetch(i: int) -> int:
+        seen.append(i)
+        return i
+
+    fns = [lambda: fetch(i) for i in range(3)]  # noqa: B023 - the trap itself: all call fetch(2)
+    with pytest.raises(
+        TypeError, match=re.escape(f"{helper}(): several functions are the same closure")
+    ) as info:
+        await getattr(anyway, helper)(*fns)
+    assert "functools.partial(fetch, i)" in str(info.value)
+    assert seen == []  # refused before anything ran
+    # the fix: bind the value now
+    fixed = [functools.partial(fetch, i) for i in range(3)]
+    if helper == "settle":
+        assert await anyway.settle(*fixed) == [Value(0), Value(1), Value(2)]
+    else:
+        assert await anyway.race(*fixed) in (0, 1, 2)
+    one = fns[0]
+    assert await anyway.settle(one, one) == [Value(2), Value(2)]  # one function twice is fine
 
 
 # --- race -----------------------------------------------------------------------
@@ -284,7 +489,9 @@ async def test_race_tie_between_two_successes() -> None:
 async def test_race_bad_input() -> None:
     with pytest.raises(ValueError, match=re.escape("race() needs at least one async function")):
         await anyway.race()
-    with pytest.raises(TypeError, match=re.escape("race() argument 1 must be callable, got None")):
+    with pytest.raises(
+        TypeError, match=re.escape("race() argument 1 must be an async function, got None: pass")
+    ):
         await anyway.race(None)  # type: ignore[arg-type]
 
 
@@ -463,6 +670,18 @@ async def test_hedge_losers_finish_their_cleanup_before_it_returns(clock: Clock)
     ]
 
 
+async def test_hedge_cancelled_while_waiting_for_the_delay(clock: Clock) -> None:
+    fn = Copies(10, 10, cleanup=1)
+    with anyio.move_on_after(1) as outer:
+        await anyway.hedge(fn, delay=2)
+    assert outer.cancelled_caught
+    assert fn.log.entries == [  # no second copy; the first finished its cleanup
+        ("start 0", clock.approx(0)),
+        ("cancelled 0", clock.approx(1)),
+        ("cleaned up 0", clock.approx(2)),
+    ]
+
+
 async def test_hedge_propagates_outer_cancellation(clock: Clock) -> None:
     fn = Copies(10, 10)
     with anyio.move_on_after(3) as outer:
@@ -497,585 +716,3 @@ async def test_hedge_coroutine_object() -> None:
     fn = Copies(1)
     with pytest.raises(TypeError, match="fn must be an async function, not a coroutine object"):
         await anyway.hedge(fn(), delay=1)  # type: ignore[arg-type]
-
-
-# --- map ------------------------------------------------------------------------
-
-
-class Worker:
-    """fn(item) sleeping durations[item] (or item seconds); tracks concurrency."""
-
-    def __init__(
-        self,
-        durations: dict[int, float] | None = None,
-        *,
-        fail: dict[int, BaseException] | None = None,
-    ) -> None:
-        self.durations = durations or {}
-        self.fail = fail or {}
-        self.running = 0
-        self.peak = 0
-        self.log = Log()
-
-    async def __call__(self, item: int) -> int:
-        self.running += 1
-        self.peak = max(self.peak, self.running)
-        self.log(f"start {item}")
-        try:
-            await anyio.sleep(self.durations.get(item, item))
-            if item in self.fail:
-                raise self.fail[item]
-        except Cancelled():
-            self.log(f"cancelled {item}")
-            raise
-        finally:
-            self.running -= 1
-        self.log(f"done {item}")
-        return item * 10
-
-
-def counting(source: Iterator[int], pulled: list[int]) -> Iterator[int]:
-    for item in source:
-        pulled.append(item)
-        yield item
-
-
-async def test_map_ordered_results_unbounded(clock: Clock) -> None:
-    work = Worker()
-    t0 = clock.now()
-    async with anyway.map(work, [3, 1, 2]) as results:
-        got = [r async for r in results]
-    assert got == [30, 10, 20]
-    assert work.peak == 3
-    assert clock.now() - t0 == clock.approx(3)
-
-
-async def test_map_unordered_results_come_as_they_finish(clock: Clock) -> None:
-    seen: list[tuple[int, float]] = []
-    t0 = clock.now()
-    async with anyway.map(Worker(), [3, 1, 2], ordered=False) as results:
-        async for r in results:
-            seen.append((r, clock.now() - t0))  # noqa: PERF401 - keep what came before an error
-    assert seen == [(10, clock.approx(1)), (20, clock.approx(2)), (30, clock.approx(3))]
-
-
-async def test_map_peak_concurrency_equals_max_at_once(clock: Clock) -> None:
-    work = Worker(dict.fromkeys(range(10), 1))
-    t0 = clock.now()
-    assert await anyway.map_all(work, range(10), max_at_once=3) == [i * 10 for i in range(10)]
-    assert work.peak == 3
-    assert clock.now() - t0 == clock.approx(4)  # ceil(10 / 3) rounds of 1 s
-
-
-@pytest.mark.parametrize("ordered", [True, False])
-async def test_map_pulls_items_lazily_from_an_endless_iterator(ordered: bool) -> None:
-    pulled: list[int] = []
-    work = Worker(dict.fromkeys(range(100), 1))
-    got = []
-    async with anyway.map(
-        work, counting(itertools.count(), pulled), max_at_once=3, ordered=ordered
-    ) as results:
-        async for r in results:
-            got.append(r)
-            if len(got) == 5:
-                break
-    assert len(got) == 5
-    assert pulled == list(range(8))  # 5 yielded + a window of 3, nothing more
-    # leaving the block early cancelled the calls still running: 6 and 7, started
-    # when the fourth and fifth results were yielded (the eighth call may have
-    # finished unyielded, or been cancelled as it was finishing)
-    cancelled = {w for w, _ in work.log.entries if w.startswith("cancelled")}
-    assert {"cancelled 6", "cancelled 7"} <= cancelled <= {f"cancelled {i}" for i in range(3, 8)}
-    assert work.running == 0
-
-
-async def test_map_reorder_buffer_is_bounded_by_max_at_once(clock: Clock) -> None:
-    work = Worker({0: 5})  # item 0 is slow, the others take 1 s
-    work.durations.update(dict.fromkeys(range(1, 6), 1))
-    t0 = clock.now()
-    assert await anyway.map_all(work, range(6), max_at_once=3) == [0, 10, 20, 30, 40, 50]
-    starts = {w: t for w, t in work.log.entries if w.startswith("start")}
-    # 1 and 2 finish at 1 and wait in the buffer; 3 cannot start before 0 is yielded
-    assert starts == {
-        "start 0": clock.approx(0),
-        "start 1": clock.approx(0),
-        "start 2": clock.approx(0),
-        "start 3": clock.approx(5),
-        "start 4": clock.approx(5),
-        "start 5": clock.approx(5),
-    }
-    assert clock.now() - t0 == clock.approx(6)
-
-
-async def test_map_unordered_window_moves_on_each_result(clock: Clock) -> None:
-    work = Worker({0: 5})
-    work.durations.update(dict.fromkeys(range(1, 6), 1))
-    got = await anyway.map_all(work, range(6), max_at_once=3, ordered=False)
-    assert sorted(got) == [0, 10, 20, 30, 40, 50]
-    assert work.log.at("start 3") == clock.approx(1)
-    assert work.peak == 3
-
-
-async def test_map_fail_fast_reraises_the_error_itself(clock: Clock) -> None:
-    boom = ValueError("boom")
-    work = Worker({0: 5, 1: 5, 2: 1}, fail={2: boom})
-    t0 = clock.now()
-    with pytest.raises(ValueError, match="boom") as info:
-        await anyway.map_all(work, [0, 1, 2, 3])
-    assert info.value is boom  # not wrapped in an ExceptionGroup
-    assert boom.__notes__ == ["anyway.map: raised by Worker() for item #2 (2)"]
-    assert clock.now() - t0 == clock.approx(1)
-    assert sorted(w for w, _ in work.log.entries if w.startswith("cancelled")) == [
-        "cancelled 0",
-        "cancelled 1",
-        "cancelled 3",
-    ]
-
-
-async def test_map_fail_fast_inside_the_block(clock: Clock) -> None:
-    work = Worker(fail={1: KeyError("k")})
-    seen: list[int] = []
-    with pytest.raises(KeyError):  # noqa: PT012
-        async with anyway.map(work, [3, 1, 2], ordered=False) as results:
-            async for r in results:
-                seen.append(r)  # noqa: PERF401 - keep what came before an error
-    assert seen == []
-    assert work.running == 0
-
-
-async def test_map_several_errors_form_a_group() -> None:
-    async def fail_at_once(item: int) -> None:
-        raise KeyError(item)  # no checkpoint: both calls fail before any cancellation
-
-    with pytest.raises(ExceptionGroup) as info:
-        await anyway.map_all(fail_at_once, range(2), max_at_once=2)
-    assert sorted(str(e) for e in info.value.exceptions) == ["0", "1"]
-
-
-async def test_map_return_exceptions_yields_outcomes(clock: Clock) -> None:
-    boom = ValueError("boom")
-    work = Worker({0: 2, 1: 1}, fail={1: boom})
-    t0 = clock.now()
-    got = await anyway.map_all(work, [0, 1, 3], return_exceptions=True)
-    assert got == [Value(0), Error(boom), Value(30)]
-    assert clock.now() - t0 == clock.approx(3)  # nothing was cancelled
-
-
-async def test_map_return_exceptions_still_propagates_cancellation(clock: Clock) -> None:
-    work = Worker()
-    with anyio.move_on_after(1) as outer:
-        await anyway.map_all(work, [5, 5], return_exceptions=True)
-    assert outer.cancelled_caught
-    assert work.running == 0
-
-
-async def test_map_return_exceptions_does_not_capture_failing_cleanup() -> None:
-    async def bad_cleanup(item: int) -> int:
-        try:
-            await anyio.sleep(10)
-        finally:
-            raise RuntimeError(f"cleanup of {item} failed")
-        return item
-
-    with pytest.raises(RuntimeError, match="cleanup of 0 failed") as info, anyio.move_on_after(1):
-        await anyway.map_all(bad_cleanup, [0], return_exceptions=True)
-    (note,) = info.value.__notes__
-    assert note.startswith("anyway.map: raised by ")
-    assert note.endswith(".bad_cleanup() for item #0 (0)")
-
-
-async def test_map_limiter_is_entered_around_each_call() -> None:
-    log: list[str] = []
-
-    class Recorder:
-        def __init__(self) -> None:
-            self.inner = anyio.CapacityLimiter(2)
-
-        async def __aenter__(self) -> None:
-            await self.inner.acquire()
-            log.append("enter")
-
-        async def __aexit__(
-            self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-        ) -> None:
-            log.append("exit")
-            self.inner.release()
-
-    work = Worker(dict.fromkeys(range(5), 1))
-    assert await anyway.map_all(work, range(5), limiter=Recorder()) == [0, 10, 20, 30, 40]
-    assert log.count("enter") == log.count("exit") == 5
-    assert work.peak == 2  # the limiter bounds the calls, map itself does not
-
-
-async def test_map_with_a_capacity_limiter_and_max_at_once(clock: Clock) -> None:
-    work = Worker(dict.fromkeys(range(6), 1))
-    t0 = clock.now()
-    # unordered: in order, a call that waits long for the limiter would hold the window
-    await anyway.map_all(
-        work, range(6), max_at_once=3, limiter=anyio.CapacityLimiter(2), ordered=False
-    )
-    assert work.peak == 2
-    assert clock.now() - t0 == clock.approx(3)
-
-
-async def test_map_outer_cancellation_propagates(clock: Clock) -> None:
-    work = Worker()
-    reached = []
-    with anyio.move_on_after(1) as outer:
-        async with anyway.map(work, [5, 5, 5], max_at_once=2) as results:
-            async for r in results:
-                reached.append(r)  # noqa: PERF401 - keep what came before an error
-    assert outer.cancelled_caught
-    assert reached == []
-    assert sorted(w for w, _ in work.log.entries) == ["cancelled 5"] * 2 + ["start 5"] * 2
-
-
-async def test_map_an_error_in_the_block_cancels_the_calls() -> None:
-    work = Worker()
-    with pytest.raises(LookupError):  # as itself  # noqa: PT012
-        async with anyway.map(work, [1, 5, 5], max_at_once=2) as results:
-            async for _ in results:
-                raise LookupError
-    assert work.running == 0
-    assert "cancelled 5" in work.log.whats()
-
-
-async def test_map_async_iterable_is_pulled_lazily(clock: Clock) -> None:
-    pulled: list[int] = []
-
-    async def source() -> AsyncIterator[int]:
-        for item in itertools.count():
-            await anyio.sleep(0.5 if item < 3 else 0)
-            pulled.append(item)
-            yield item
-
-    work = Worker(dict.fromkeys(range(100), 1))
-    got: list[int] = []
-    async with anyway.map(work, source(), max_at_once=2) as results:
-        async for r in results:
-            got.append(r)
-            if len(got) == 4:
-                break
-    assert got == [0, 10, 20, 30]
-    assert 4 <= len(pulled) <= 4 + 2  # never more than the window ahead of the consumer
-    assert work.peak == 2
-
-
-@pytest.mark.parametrize("max_at_once", [None, 2])
-async def test_map_async_iterable_to_the_end(max_at_once: int | None) -> None:
-    async def source() -> AsyncIterator[int]:
-        for item in (2, 1, 3):
-            yield item
-
-    assert await anyway.map_all(Worker(), source(), max_at_once=max_at_once) == [20, 10, 30]
-
-
-async def test_map_unbounded_over_an_endless_source_still_pulls_lazily(clock: Clock) -> None:
-    pulled: list[int] = []
-
-    async def source() -> AsyncIterator[int]:
-        for item in itertools.count():
-            await anyio.sleep(2)  # items arrive every 2 s
-            pulled.append(item)
-            yield item
-
-    work = Worker(dict.fromkeys(range(100), 5))
-    t0 = clock.now()
-    async with anyway.map(work, source(), ordered=False) as results:
-        first = await anext(aiter(results))
-    assert first == 0
-    assert clock.now() - t0 == clock.approx(7)
-    assert len(pulled) == 3  # calls run while items are pulled; no limit on how many
-    assert work.peak == 3
-    assert work.running == 0
-
-
-async def test_map_unbounded_sync_items_are_pulled_between_calls() -> None:
-    pulled: list[int] = []
-    pulled_when_started: list[int] = []
-
-    async def work(item: int) -> int:
-        pulled_when_started.append(len(pulled))
-        await anyio.sleep(1)
-        return item
-
-    got = await anyway.map_all(work, counting(iter(range(40)), pulled))
-    assert got == list(range(40))
-    assert pulled_when_started[0] < 40  # calls started before the items ran out
-
-
-async def test_map_empty() -> None:
-    assert await anyway.map_all(Worker(), []) == []
-    assert await anyway.map_all(Worker(), [], max_at_once=2, ordered=False) == []
-
-
-@pytest.mark.parametrize("max_at_once", [None, 2])
-@pytest.mark.parametrize("where", [0, 3])
-async def test_map_items_raising_is_reraised_with_a_note(
-    max_at_once: int | None, where: int
-) -> None:
-    def source() -> Iterator[int]:
-        yield from range(where)
-        raise OSError("disk")
-
-    work = Worker(dict.fromkeys(range(5), 1))
-    with pytest.raises(OSError, match="disk") as info:
-        await anyway.map_all(work, source(), max_at_once=max_at_once)
-    assert info.value.__notes__ == [f"anyway.map: raised while taking item #{where} from items"]
-    assert work.running == 0
-
-
-async def test_map_async_items_raising() -> None:
-    async def source() -> AsyncIterator[int]:
-        yield 1
-        raise OSError("socket")
-
-    with pytest.raises(OSError, match="socket") as info:
-        await anyway.map_all(Worker(), source(), max_at_once=3)
-    assert info.value.__notes__ == ["anyway.map: raised while taking item #1 from items"]
-
-
-async def test_map_does_not_start_calls_after_a_failure() -> None:
-    work = Worker({0: 1, 1: 2, 2: 3}, fail={1: KeyError("k")})
-    seen: list[int] = []
-    with pytest.raises(KeyError):  # noqa: PT012
-        async with anyway.map(work, range(5), max_at_once=2) as results:
-            async for r in results:
-                seen.append(r)
-                with anyio.CancelScope(shield=True):
-                    await anyio.sleep(5)  # item 1 fails meanwhile
-    assert seen == [0]
-    assert "start 3" not in work.log.whats()  # the window was not refilled
-
-
-async def test_map_misuse_gets_the_fix() -> None:
-    mapping = anyway.map(Worker(), [1])
-    with (
-        pytest.raises(
-            TypeError, match=re.escape("use 'async with anyway.map(...) as results:', not 'with'")
-        ),
-        mapping,
-    ):  # type: ignore[attr-defined]
-        pass
-    with pytest.raises(TypeError, match=re.escape("not 'async for result in anyway.map")):
-        async for _ in mapping:  # type: ignore[attr-defined]
-            pass
-    with pytest.raises(TypeError, match=re.escape("or 'await anyway.map_all(...)' for a list")):
-        await mapping  # type: ignore[misc]
-    async with mapping as results:
-        assert re.fullmatch(
-            r"<anyway.map fn=Worker open max_at_once=unbounded pulled=\d in_flight=\d( exhausted)?>",
-            repr(mapping),
-        )
-        with pytest.raises(RuntimeError, match="can only be entered once"):
-            async with mapping:
-                pass
-        assert [r async for r in results] == [10]
-    assert repr(mapping) == (
-        "<anyway.map fn=Worker closed max_at_once=unbounded pulled=1 in_flight=0 exhausted>"
-    )
-    with pytest.raises(RuntimeError, match="already exited"):
-        aiter(results)
-    async with anyway.map(Worker(), [1, 1], max_at_once=1) as results:
-        async for _ in results:
-            break
-    with pytest.raises(RuntimeError, match="already exited"):
-        await anext(results)
-
-
-async def test_map_results_belong_to_one_consumer() -> None:
-    async with (
-        anyway.map(Worker(), [2, 2], max_at_once=1) as results,
-        anyio.create_task_group() as tg,
-    ):
-        tg.start_soon(anext, results)
-        await anyio.wait_all_tasks_blocked()
-        with pytest.raises(RuntimeError, match="another task is already iterating"):
-            await anext(results)
-        tg.cancel_scope.cancel()
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "error", "message"),
-    [
-        ({"max_at_once": 0}, ValueError, "max_at_once must be >= 1, got 0 (or None for no limit)"),
-        ({"max_at_once": True}, TypeError, "max_at_once must be a whole number, got True (bool)"),
-        ({"max_at_once": 2.0}, TypeError, "max_at_once must be a whole number, got 2.0"),
-        (
-            {"limiter": anyio.CapacityLimiter},
-            TypeError,
-            "got the class CapacityLimiter: create one",
-        ),
-        ({"limiter": threading.Lock()}, TypeError, "limiter must be an async context manager"),
-        ({"ordered": "yes"}, TypeError, "ordered must be True or False, got 'yes'"),
-        ({"return_exceptions": 1}, TypeError, "return_exceptions must be True or False, got 1"),
-    ],
-)
-async def test_map_bad_input(
-    kwargs: dict[str, object], error: type[Exception], message: str
-) -> None:
-    with pytest.raises(error, match=re.escape(message)):
-        anyway.map(Worker(), [1], **kwargs)  # type: ignore[call-overload]
-    with pytest.raises(error, match=re.escape(message)):
-        await anyway.map_all(Worker(), [1], **kwargs)  # type: ignore[call-overload]
-
-
-async def test_map_bad_fn_and_items() -> None:
-    work = Worker()
-    with pytest.raises(TypeError, match="fn must be an async function, not a coroutine object"):
-        anyway.map(work(1), [1])  # type: ignore[call-overload]
-    with pytest.raises(
-        TypeError, match=re.escape("items must be an iterable or an async iterable, got 5 (int)")
-    ):
-        anyway.map(work, 5)  # type: ignore[call-overload]
-
-
-def simulate(durations: list[float], k: int, ordered: bool) -> float:
-    """When the last result of map(max_at_once=k) is yielded, consuming at once."""
-    if ordered:
-        starts: list[float] = []
-        yields: list[float] = []
-        for i, d in enumerate(durations):
-            start = 0.0 if i < k else yields[i - k]
-            starts.append(start)
-            yields.append(max(yields[-1] if yields else 0.0, start + d))
-        return yields[-1] if yields else 0.0
-    finish: list[float] = []  # a slot frees when a call finishes (and is yielded)
-    for i, d in enumerate(durations):
-        start = 0.0 if i < k else sorted(finish)[i - k]
-        finish.append(start + d)
-    return max(finish, default=0.0)
-
-
-@settings(
-    deadline=None, max_examples=12, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
-@given(
-    durations=st.lists(st.sampled_from([0.0, 0.1, 0.2, 0.3]), max_size=5),
-    k=st.integers(1, 3),
-    ordered=st.booleans(),
-)
-async def test_map_schedule_property(
-    clock: Clock, durations: list[float], k: int, ordered: bool
-) -> None:
-    work = Worker(dict(enumerate(durations)))
-    t0 = clock.now()
-    got = await anyway.map_all(work, range(len(durations)), max_at_once=k, ordered=ordered)
-    if ordered:
-        assert got == [i * 10 for i in range(len(durations))]
-    else:
-        assert sorted(got) == [i * 10 for i in range(len(durations))]
-    assert work.peak <= k
-    if clock.virtual:  # exact schedule; real time only approximates it
-        assert clock.now() - t0 == clock.approx(simulate(durations, k, ordered))
-
-
-async def test_map_typed_results_are_plain_values() -> None:
-    async def double(x: int) -> int:
-        await checkpoint()
-        return 2 * x
-
-    fn: Callable[[int], Awaitable[int]] = double
-    assert await anyway.map_all(fn, range(4), max_at_once=2) == [0, 2, 4, 6]
-
-
-# --- map(max_at_once=None) over items of unknown length: a bounded read-ahead ----------------
-
-
-@pytest.mark.parametrize("ordered", [True, False])
-async def test_map_unbounded_over_itertools_count_returns_promptly(
-    clock: Clock, ordered: bool
-) -> None:
-    counter = itertools.count()
-    running = peak = 0
-
-    async def fn(item: int) -> int:
-        nonlocal running, peak
-        running += 1
-        peak = max(peak, running)
-        try:
-            await anyio.sleep(1)
-        finally:
-            running -= 1
-        return item
-
-    got: list[int] = []
-    t0 = clock.now()
-    async with anyway.map(fn, counter, ordered=ordered) as results:
-        async for r in results:
-            got.append(r)
-            if len(got) == 3:
-                break
-    assert clock.now() - t0 == clock.approx(1)  # the clock could advance: no busy pulling
-    if ordered:
-        assert got == [0, 1, 2]
-    pulled = next(counter)  # the items taken so far
-    assert pulled <= UNSIZED_WINDOW + 3  # bounded: a window ahead of the consumer
-    assert peak <= UNSIZED_WINDOW
-    if clock.virtual:  # on real time the first calls may end before the window fills
-        assert pulled >= UNSIZED_WINDOW
-        assert peak == UNSIZED_WINDOW
-    assert running == 0
-
-
-async def test_map_unbounded_window_refills_as_results_are_yielded(
-    clock: Clock, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(anyway._tasks, "UNSIZED_WINDOW", 4)
-    pulled: list[int] = []
-    work = Worker(dict.fromkeys(range(100), 1))
-    got: list[int] = []
-    t0 = clock.now()
-    async with anyway.map(work, counting(itertools.count(), pulled)) as results:
-        assert "max_at_once=unbounded window=4 " in repr(results)
-        async for r in results:
-            got.append(r)
-            if len(got) == 10:
-                break
-    assert got == [i * 10 for i in range(10)]
-    assert work.peak == 4
-    # rounds of 1 s: items 0-3 from 0, 4-7 from 1, 8-11 from 2
-    assert clock.now() - t0 == clock.approx(3)
-    assert 10 <= len(pulled) <= 10 + 4
-    starts = {w: t for w, t in work.log.entries if w.startswith("start")}
-    assert [starts[f"start {i}"] for i in range(10)] == [clock.approx(i // 4) for i in range(10)]
-
-
-async def test_map_unbounded_endless_async_iterable_is_bounded(
-    clock: Clock, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(anyway._tasks, "UNSIZED_WINDOW", 4)
-    pulled: list[int] = []
-
-    async def source() -> AsyncIterator[int]:
-        for item in itertools.count():  # items are ready at once
-            pulled.append(item)
-            yield item
-
-    work = Worker(dict.fromkeys(range(100), 2))
-    t0 = clock.now()
-    async with anyway.map(work, source(), ordered=False) as results:
-        first = await anext(aiter(results))
-    assert first in {0, 10, 20, 30}
-    assert clock.now() - t0 == clock.approx(2)
-    assert 4 <= len(pulled) <= 5
-    assert work.peak == 4
-    assert work.running == 0
-
-
-async def test_map_unbounded_sized_items_all_start_at_once(
-    clock: Clock, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(anyway._tasks, "UNSIZED_WINDOW", 4)
-    work = Worker(dict.fromkeys(range(10), 0.5))
-    t0 = clock.now()
-    assert await anyway.map_all(work, list(range(10))) == [i * 10 for i in range(10)]
-    assert work.peak == 10  # len() is known: no window, no limit
-    assert "max_at_once=unbounded pulled" in repr(anyway.map(work, [1]))
-    assert "max_at_once=3 pulled" in repr(anyway.map(work, iter([1]), max_at_once=3))
-    assert clock.now() - t0 == clock.approx(0.5)
-    work = Worker(dict.fromkeys(range(10), 0.5))
-    t0 = clock.now()
-    assert await anyway.map_all(work, iter(range(10))) == [i * 10 for i in range(10)]
-    assert work.peak == 4  # an iterator has no len(): the window applies
-    assert clock.now() - t0 == clock.approx(1.5)  # three rounds

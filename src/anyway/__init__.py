@@ -39,9 +39,9 @@ from ._deadline import deadline_at as deadline_at
 from ._deadline import fallback as fallback
 from ._deadline import remaining as remaining
 from ._deadline import shield as shield
+from ._map import map as map
+from ._map import map_all as map_all
 from ._tasks import hedge as hedge
-from ._tasks import map as map
-from ._tasks import map_all as map_all
 from ._tasks import race as race
 from ._tasks import settle as settle
 

@@ -23,7 +23,8 @@ from anyio import CancelScope, current_effective_deadline, current_time, move_on
 
 from ._errors import DeadlineExceeded
 from ._events import DeadlineExpired, emit_sync
-from ._validate import check_callable, check_number, check_seconds
+from ._util import call_async, check_callable_arg, name_of
+from ._validate import check_number, check_seconds
 
 __all__ = ["Budget", "deadline", "deadline_at", "fallback", "remaining", "shield"]
 
@@ -360,11 +361,12 @@ async def fallback(
     """Return ``await fn(*args)``, or *default* if it does not finish within
     *timeout* seconds.
 
-    Only the timeout is absorbed: an exception raised by *fn* propagates, and
-    so does a cancellation from outside (an outer deadline, a cancelled task
-    group), even one that fires at the same moment. When the default is used
-    a :class:`~anyway.DeadlineExpired` event is emitted (``policy`` is
-    *fn*'s qualified name).
+    Only the timeout is absorbed: an exception raised by *fn* propagates (a
+    *fn* that returns something that cannot be awaited, a sync function, is a
+    :class:`TypeError`), and so does a cancellation from outside (an outer
+    deadline, a cancelled task group), even one that fires at the same
+    moment. When the default is used a :class:`~anyway.DeadlineExpired` event
+    is emitted (``policy`` is *fn*'s qualified name).
 
     ``timeout`` may be ``0`` (use *fn*'s result only if it finishes without
     waiting) or :data:`math.inf`.
@@ -376,12 +378,12 @@ async def fallback(
         )
     """
     if not callable(fn_object := cast(object, fn)):  # e.g. a coroutine object: explained
-        check_callable("fn", fn_object)
+        check_callable_arg("fn", fn_object)
     if not (type(timeout) in _NUMBERS and timeout >= 0.0):  # fast path; NaN fails it too
         timeout = check_seconds("timeout", timeout, allow_inf=True)
     with move_on_after(timeout):
-        return await fn(*args)
+        return await call_async("fallback() fn", fn, *args)
     # Only reached when our own scope caught its cancellation: an outer one
     # would have propagated through it.
-    emit_sync(DeadlineExpired(policy=getattr(fn, "__qualname__", repr(fn)), seconds=timeout))
+    emit_sync(DeadlineExpired(policy=name_of(fn), seconds=timeout))
     return default

@@ -144,7 +144,7 @@ def check_late_binding(where: str, fns: Iterable[object]) -> None:
         if code is None or not closure:
             continue
         key = (code, tuple(id(cell) for cell in closure))
-        if key in seen:
+        if key in seen and seen[key] is not fn:  # the same function twice is fine
             raise TypeError(
                 f"{where}: several functions are the same closure over the same variables"
                 f" ({name_of(fn)} closes over {', '.join(code.co_freevars)}), so they all see"
