@@ -20,7 +20,7 @@ from contextlib import asynccontextmanager, contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from .._framework import BatchFn, Case, Env, Target, Variant
+from .._core import BatchFn, Case, Env, Target, Variant
 
 TITLE = "ResilientTransport against plain httpx"
 
@@ -112,17 +112,18 @@ def cases() -> list[Case]:
             "httpx",
             "GET on keep-alive",
             [
-                Variant("httpx.AsyncHTTPTransport", _plain, requires=("httpx",)),
+                Variant(
+                    "httpx.AsyncHTTPTransport",
+                    _plain,
+                ),
                 Variant(
                     "anyway ResilientTransport",
                     _resilient,
-                    requires=("httpx", "anyway.httpx:ResilientTransport"),
                     target=Target("ratio", 1.05),
                 ),
             ],
             "one GET through httpx.AsyncClient to a local server (per request)",
             unit="request",
-            n_min=20,
             batch_scale=2.0,
             reps_scale=3.0,
             io=True,
@@ -132,16 +133,17 @@ def cases() -> list[Case]:
             "httpx",
             "GET on MockTransport",
             [
-                Variant("httpx.MockTransport", _plain_mock, requires=("httpx",)),
+                Variant(
+                    "httpx.MockTransport",
+                    _plain_mock,
+                ),
                 Variant(
                     "anyway ResilientTransport",
                     _resilient_mock,
-                    requires=("httpx", "anyway.httpx:ResilientTransport"),
                 ),
             ],
             "the same without a network: the wrapper's own cost per request",
             unit="request",
-            n_min=100,
             reps_scale=2.0,
         ),
     ]
