@@ -12,7 +12,8 @@ Method (``docs/performance.md`` says why):
   order rotated from one repetition to the next, with a ``gc.collect()``
   before each batch (outside the timed region; what existed before the case
   is frozen with ``gc.freeze()``, so it is cheap). A batch during which the
-  process got less than 85% of a CPU is measured again, at most twice.
+  process got less than 85% of a CPU is measured again, at most twice (if
+  it lasted under 0.5 s).
 * Reported: the median time per operation and its quartiles
   (:mod:`statistics`), and the ratio to the baseline: the median of the
   per-repetition ratios. Ratios of batches measured back to back drift much
@@ -58,8 +59,9 @@ BatchFn = Callable[[int], Awaitable[None]]
 
 BACKENDS: tuple[str, ...] = ("asyncio", "uvloop", "trio")
 
-MIN_CPU_SHARE = 0.85  # a CPU-bound batch that got less than this share of a CPU is redone
-REDO_LIMIT = 2
+MIN_CPU_SHARE = 0.85  # a CPU-bound batch that got less than this share of a CPU is redone,
+REDO_LIMIT = 2  # at most twice,
+REDO_MAX_NS = 500_000_000  # if it is short (a long batch is not run three times)
 
 
 class Skip(Exception):
@@ -164,7 +166,8 @@ class Case:
     """Variants compared on every backend (the first one is the baseline).
 
     ``step``: operations per call of the work (a batch is a multiple of it);
-    ``fixed_n`` disables calibration. ``max_reps`` caps the repetitions per
+    ``fixed_n`` disables calibration, and ``warmup=False`` the warm-up batch
+    that then replaces it (for batches so long that they warm up by themselves). ``max_reps`` caps the repetitions per
     mode (long cases). ``io``: waits on I/O, so the CPU-share check is off.
     ``virtual``: a metric case on virtual time. ``baseline_value``: a metric
     compared with a constant (e.g. the configured limit) instead of a variant.
@@ -181,6 +184,7 @@ class Case:
     unit: str = "op"
     step: int = 1
     fixed_n: int | None = None
+    warmup: bool = True
     batch_scale: float = 1.0
     reps_scale: float = 1.0
     max_reps: Mapping[str, int] = field(default_factory=dict)
@@ -232,6 +236,7 @@ class Result:
     extra: dict[str, float] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
     redone: int = 0
+    seconds: float = 0.0  # wall time of the whole case on this backend
     traceback: str = ""
 
 
@@ -266,7 +271,8 @@ async def _timed(fn: BatchFn, n: int) -> tuple[int, int]:
 async def _calibrate(case: Case, fn: BatchFn, settings: Settings) -> int:
     """The batch size, as :meth:`timeit.Timer.autorange` finds it (also the warm-up)."""
     if case.fixed_n is not None:
-        await _timed(fn, case.fixed_n)
+        if case.warmup:
+            await _timed(fn, case.fixed_n)
         return case.fixed_n
     target = settings.batch_seconds * case.batch_scale * 1e9
     base = case.step
@@ -312,7 +318,8 @@ async def _run_timing(
                         wall, cpu = await _timed(fn, n)
                     except Exception as exc:
                         raise _Failed(name, exc) from exc
-                    if case.io or cpu >= MIN_CPU_SHARE * wall or attempt == REDO_LIMIT:
+                    fair = cpu >= MIN_CPU_SHARE * wall
+                    if fair or case.io or wall > REDO_MAX_NS or attempt == REDO_LIMIT:
                         break
                     out[name].redone += 1
                 out[name].values.append(wall / n)
@@ -372,6 +379,7 @@ def run_case(case: Case, backend: str, settings: Settings, shared: Any = None) -
         return rows
     failures: dict[str, str] = {}
     env = Env(backend, settings, shared)
+    started = time.perf_counter()
     run = _run_timing if case.kind == "timing" else _run_metric
     gc.collect()
     gc.freeze()
@@ -406,6 +414,8 @@ def run_case(case: Case, backend: str, settings: Settings, shared: Any = None) -
         return rows
     finally:
         gc.unfreeze()
+        for row in rows:
+            row.seconds = round(time.perf_counter() - started, 2)
     for name, why in failures.items():
         results[name].status, results[name].reason = "skipped", why
         results[name].values.clear()

@@ -235,6 +235,7 @@ def write_plots(results: Sequence[Result], folder: Path, titles: dict[str, str])
             figsize=(10, sum(heights) + 0.6),
             squeeze=False,
             gridspec_kw={"height_ratios": heights},
+            layout="constrained",
         )
         for ax, (key, rows) in zip(axes[:, 0], panels.items(), strict=True):
             if rows[0].params.get("series"):
@@ -242,7 +243,6 @@ def write_plots(results: Sequence[Result], folder: Path, titles: dict[str, str])
             else:
                 _bar_panel(ax, key, rows)
         fig.suptitle(titles.get(family, family), fontsize=12)
-        fig.tight_layout()
         path = folder / f"{family}.png"
         fig.savefig(path, dpi=DPI, bbox_inches="tight")
         plt.close(fig)
@@ -286,8 +286,8 @@ def _bar_panel(ax: Any, case: str, rows: Sequence[Result]) -> None:
             right = max(right, w + hi)
     fixed = next((r for r in rows if r.fixed_baseline and r.baseline_median is not None), None)
     if fixed is not None and fixed.baseline_median is not None:
-        ax.axvline(fixed.baseline_median * factor, color="grey", linestyle="--",
-                   linewidth=1, label=fixed.baseline)  # fmt: skip
+        ax.axvline(fixed.baseline_median * factor, color="black", linestyle="--",
+                   linewidth=1, label=fixed.baseline, zorder=3)  # fmt: skip
     ax.set_xlim(0, right * 1.15 or 1)
     ax.set_yticks(range(len(backends)), backends)
     ax.invert_yaxis()
