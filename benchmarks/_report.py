@@ -288,7 +288,13 @@ def _bar_panel(ax: Any, case: str, rows: Sequence[Result]) -> None:
     if fixed is not None and fixed.baseline_median is not None:
         ax.axvline(fixed.baseline_median * factor, color="black", linestyle="--",
                    linewidth=1, label=fixed.baseline, zorder=3)  # fmt: skip
-    ax.set_xlim(0, right * 1.15 or 1)
+    smallest = min((r.median * factor for r in rows if r.median > 0), default=0.0)
+    if smallest and right / smallest > 30:  # one bar would flatten the others
+        ax.set_xscale("log")
+        ax.set_xlim(smallest / 2, right * 3)
+        unit += " (log scale)"
+    else:
+        ax.set_xlim(0, right * 1.15 or 1)
     ax.set_yticks(range(len(backends)), backends)
     ax.invert_yaxis()
     ax.set_title(case, fontsize=10, loc="left")
