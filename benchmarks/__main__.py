@@ -24,13 +24,13 @@ def _parser() -> argparse.ArgumentParser:
         " a ratio to a baseline measured in the same run. Quick mode unless --full.",
     )
     parser.add_argument("--full", action="store_true", help="15 repetitions, longer batches")
-    parser.add_argument("--quick", action="store_true", help="the default: 5 repetitions")
+    parser.add_argument("--quick", action="store_true", help="the default: 7 repetitions")
     parser.add_argument("--backend", action="append", choices=BACKENDS, help="repeatable")
     parser.add_argument(
         "--filter", action="append", default=[], metavar="TEXT", help="case ids containing TEXT"
     )
     parser.add_argument("--list", action="store_true", help="list the case ids and exit")
-    parser.add_argument("--reps", type=int, help="repetitions (default 5, full 15)")
+    parser.add_argument("--reps", type=int, help="repetitions (default 7, full 15)")
     parser.add_argument("--load", type=Path, metavar="JSON", help="report a saved run")
     parser.add_argument("--results", type=Path, default=RESULTS, metavar="DIR")
     parser.add_argument("--no-save", action="store_true", help="do not write the JSON file")

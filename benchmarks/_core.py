@@ -77,7 +77,7 @@ class Settings:
     @classmethod
     def for_mode(cls, *, quick: bool, reps: int | None = None) -> Settings:
         if quick:
-            return cls(quick=True, reps=reps or 5, batch_seconds=0.01)
+            return cls(quick=True, reps=reps or 7, batch_seconds=0.01)
         return cls(quick=False, reps=reps or 15, batch_seconds=0.04)
 
     @property
