@@ -167,8 +167,9 @@ class Case:
 
     ``step``: operations per call of the work (a batch is a multiple of it);
     ``fixed_n`` disables calibration, and ``warmup=False`` the warm-up batch
-    that then replaces it (for batches so long that they warm up by themselves). ``max_reps`` caps the repetitions per
-    mode (long cases). ``io``: waits on I/O, so the CPU-share check is off.
+    that then replaces it (for batches long enough to warm up by themselves).
+    ``max_reps`` caps the repetitions per mode (long cases). ``io``: waits on
+    I/O, so the CPU-share check is off.
     ``virtual``: a metric case on virtual time. ``baseline_value``: a metric
     compared with a constant (e.g. the configured limit) instead of a variant.
     ``setup``: a sync context manager around all backends (e.g. an HTTP
