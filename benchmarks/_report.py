@@ -67,8 +67,15 @@ def _cells(row: Result, case: str, plus_minus: str) -> tuple[str, ...]:
         spread,
         baseline,
         "-" if row.ratio is None else f"{row.ratio:.2f}x",
-        f"{row.target}{verdict}" if row.target else "",
+        f"{_overhead(row)}{row.target}{verdict}" if row.target else "",
     )
+
+
+def _overhead(row: Result) -> str:
+    """The overhead in front of an overhead target: ``+246 ns <= +500 ns``."""
+    if row.overhead is None or not row.target or not row.target.startswith("<= +"):
+        return ""
+    return f"+{row.overhead:.0f} ns " if row.overhead >= 0 else f"{row.overhead:.0f} ns "
 
 
 def _case_title(row: Result) -> str:
