@@ -11,9 +11,10 @@ Method (``docs/performance.md`` says why):
 * Then the repetitions: in each one every variant times one batch, in an
   order rotated from one repetition to the next, with a ``gc.collect()``
   before each batch (outside the timed region; what existed before the case
-  is frozen with ``gc.freeze()``, so it is cheap). A batch during which the
-  process got less than 85% of a CPU is measured again, at most twice (if
-  it lasted under 0.5 s).
+  is frozen with ``gc.freeze()``, so it is cheap).
+* CPU-bound batches are timed on the process's CPU clock, as ``timeit -p``
+  does (time while another process had the CPU is not counted); cases whose
+  variants may wait (I/O, timers) on ``time.perf_counter_ns``.
 * Reported: the median time per operation and its quartiles
   (:mod:`statistics`), and the ratio to the baseline: the median of the
   per-repetition ratios. Ratios of batches measured back to back drift much
@@ -60,9 +61,12 @@ BatchFn = Callable[[int], Awaitable[None]]
 
 BACKENDS: tuple[str, ...] = ("asyncio", "uvloop", "trio")
 
-MIN_CPU_SHARE = 0.85  # a CPU-bound batch that got less than this share of a CPU is redone,
-REDO_LIMIT = 2  # at most twice,
-REDO_MAX_NS = 500_000_000  # if it is short (a long batch is not run three times)
+# CPU-bound cases are timed on the process's CPU clock (``timeit -p``) where
+# it is precise: time during which another process had the CPU is not
+# counted, which is what makes a shared 2-core machine usable. Cases whose
+# variants may wait (I/O, timers), and machines whose CPU clock is coarse
+# (Windows: 15.6 ms), use ``perf_counter``.
+CPU_CLOCK_OK = time.get_clock_info("process_time").resolution <= 1e-6
 
 
 class Skip(Exception):
@@ -169,8 +173,8 @@ class Case:
     ``step``: operations per call of the work (a batch is a multiple of it);
     ``fixed_n`` disables calibration, and ``warmup=False`` the warm-up batch
     that then replaces it (for batches long enough to warm up by themselves).
-    ``max_reps`` caps the repetitions per mode (long cases). ``io``: waits on
-    I/O, so the CPU-share check is off.
+    ``max_reps`` caps the repetitions per mode (long cases). ``wall_clock``:
+    a variant may wait (I/O, timers), so the case is timed on the wall clock.
     ``virtual``: a metric case on virtual time. ``baseline_value``: a metric
     compared with a constant (e.g. the configured limit) instead of a variant.
     ``setup``: a sync context manager around all backends (e.g. an HTTP
@@ -190,7 +194,7 @@ class Case:
     batch_scale: float = 1.0
     reps_scale: float = 1.0
     max_reps: Mapping[str, int] = field(default_factory=dict)
-    io: bool = False
+    wall_clock: bool = False
     modes: frozenset[str] = frozenset({"quick", "full"})
     backends: tuple[str, ...] = BACKENDS
     virtual: bool = False
@@ -238,7 +242,7 @@ class Result:
     met: bool | None = None
     extra: dict[str, float] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
-    redone: int = 0
+    clock: str = ""  # "cpu" (process time) or "wall" (perf_counter)
     seconds: float = 0.0  # wall time of the whole case on this backend
     traceback: str = ""
 
@@ -263,26 +267,30 @@ class _Failed(Exception):
         self.variant, self.exc = variant, exc
 
 
-async def _timed(fn: BatchFn, n: int) -> tuple[int, int]:
-    """Wall time and this process's CPU time of one batch, in ns."""
+def _clock(case: Case) -> Callable[[], int]:
+    return time.process_time_ns if CPU_CLOCK_OK and not case.wall_clock else time.perf_counter_ns
+
+
+async def _timed(fn: BatchFn, n: int, clock: Callable[[], int]) -> int:
+    """The time of one batch, in ns."""
     gc.collect()
-    cpu, start = time.process_time_ns(), time.perf_counter_ns()
+    start = clock()
     await fn(n)
-    return time.perf_counter_ns() - start, time.process_time_ns() - cpu
+    return clock() - start
 
 
 async def _calibrate(case: Case, fn: BatchFn, settings: Settings) -> int:
     """The batch size, as :meth:`timeit.Timer.autorange` finds it (also the warm-up)."""
     if case.fixed_n is not None:
         if case.warmup:
-            await _timed(fn, case.fixed_n)
+            await _timed(fn, case.fixed_n, _clock(case))
         return case.fixed_n
     target = settings.batch_seconds * case.batch_scale * 1e9
     base = case.step
     while True:
         for factor in (1, 2, 5):
             n = base * factor
-            if (await _timed(fn, n))[0] >= target:
+            if await _timed(fn, n, _clock(case)) >= target:
                 return n
         base *= 10
 
@@ -316,17 +324,13 @@ async def _run_timing(
             shift = rep % len(names) if names else 0
             for name in names[shift:] + names[:shift]:
                 fn, n = fns[name]
-                for attempt in range(REDO_LIMIT + 1):
-                    try:
-                        wall, cpu = await _timed(fn, n)
-                    except Exception as exc:
-                        raise _Failed(name, exc) from exc
-                    fair = cpu >= MIN_CPU_SHARE * wall
-                    if fair or case.io or wall > REDO_MAX_NS or attempt == REDO_LIMIT:
-                        break
-                    out[name].redone += 1
-                out[name].values.append(wall / n)
+                try:
+                    elapsed = await _timed(fn, n, _clock(case))
+                except Exception as exc:
+                    raise _Failed(name, exc) from exc
+                out[name].values.append(elapsed / n)
                 out[name].n = n
+                out[name].clock = "cpu" if _clock(case) is time.process_time_ns else "wall"
 
 
 async def _run_metric(

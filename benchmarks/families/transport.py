@@ -126,7 +126,7 @@ def cases() -> list[Case]:
             unit="request",
             batch_scale=2.0,
             reps_scale=3.0,
-            io=True,
+            wall_clock=True,  # waits on the network
             setup=local_server,
         ),
         Case(
