@@ -295,7 +295,7 @@ async def _calibrate(case: Case, fn: BatchFn, settings: Settings) -> int:
         base *= 10
 
 
-def _settle_variant(
+def _skip_or_fail(
     variant: Variant, exc: Exception, failures: dict[str, str]
 ) -> None:  # a skip, or an error that aborts the case
     if isinstance(exc, Skip | ImportError):
@@ -318,7 +318,7 @@ async def _run_timing(
                     made = await stack.enter_async_context(made)
                 fns[variant.name] = made, await _calibrate(case, made, env.settings)
             except Exception as exc:
-                _settle_variant(variant, exc, failures)
+                _skip_or_fail(variant, exc, failures)
         names = list(fns)
         for rep in range(case.reps(env.settings)):
             shift = rep % len(names) if names else 0
@@ -344,7 +344,7 @@ async def _run_metric(
             try:
                 value = await variant.measure(own)  # type: ignore[misc]
             except Exception as exc:
-                _settle_variant(variant, exc, failures)
+                _skip_or_fail(variant, exc, failures)
                 continue
             out[variant.name].values.append(float(value))
             out[variant.name].extra.update(own.extra)
