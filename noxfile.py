@@ -107,6 +107,10 @@ def coverage(session: nox.Session) -> None:
 
 @nox.session(python=DEFAULT_PYTHON)
 def bench(session: nox.Session) -> None:
-    """The benchmark suite (``python -m anyway bench``); pass options after --."""
+    """The benchmarks, quick mode (a few minutes): ``nox -s bench -- --full``, ``-- --help``.
+
+    ``python -m benchmarks`` from the root of the clone: the suite is a tool of
+    the repository, not part of the installed package.
+    """
     session.install(".", *group("bench"))
-    session.run("python", "-m", "anyway", "bench", *session.posargs)
+    session.run("python", "-m", "benchmarks", *session.posargs)

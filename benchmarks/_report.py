@@ -1,4 +1,4 @@
-"""What the user sees: the progress bar, the table, the JSON file and the plots."""
+"""What the user sees: the table (text or Markdown), the JSON file and the plots."""
 
 from __future__ import annotations
 
@@ -8,31 +8,20 @@ import json
 import math
 import os
 import platform
-import shutil
-import sys
-import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
-from ._framework import Result
+from ._core import Result
 
-__all__ = [
-    "Progress",
-    "format_markdown",
-    "format_table",
-    "format_value",
-    "machine_info",
-    "write_json",
-    "write_plots",
-]
+__all__ = ["format_table", "load_json", "write_json", "write_plots"]
 
-PEERS = (
+PACKAGES = (
+    "anyway",
     "anyio",
     "trio",
     "uvloop",
-    "outcome",
     "httpx",
     "tenacity",
     "stamina",
@@ -40,224 +29,118 @@ PEERS = (
     "aiolimiter",
     "aiometer",
     "purgatory",
-    "matplotlib",
 )
+HEADER = ("case", "variant", "backend", "median", "spread", "baseline", "ratio", "target")
 
 
-# --------------------------------------------------------------------------- progress
-
-
-class Progress:
-    """A one-line progress bar on stderr; silent when disabled or not a terminal."""
-
-    def __init__(self, total: int, *, enabled: bool, stream: TextIO | None = None) -> None:
-        self.stream = stream if stream is not None else sys.stderr
-        self.enabled = enabled and self.stream.isatty()
-        self.total = max(total, 1)
-        self.done = 0
-        self.started = time.monotonic()
-
-    def show(self, label: str) -> None:
-        if not self.enabled:
-            return
-        width = shutil.get_terminal_size((80, 20)).columns
-        elapsed = time.monotonic() - self.started
-        eta = ""
-        if self.done:
-            eta = f" eta {elapsed / self.done * (self.total - self.done):4.0f}s"
-        bar_width = 24
-        filled = round(bar_width * self.done / self.total)
-        head = (
-            f"[{'#' * filled}{'.' * (bar_width - filled)}] {self.done}/{self.total}"
-            f" {elapsed:4.0f}s{eta} "
-        )
-        line = (head + label)[: max(width - 1, 10)]
-        self.stream.write("\r" + line.ljust(max(width - 1, 10)))
-        self.stream.flush()
-
-    def step(self, label: str = "") -> None:
-        self.done += 1
-        self.show(label)
-
-    def close(self) -> None:
-        if self.enabled:
-            width = shutil.get_terminal_size((80, 20)).columns
-            self.stream.write("\r" + " " * max(width - 1, 10) + "\r")
-            self.stream.flush()
-
-
-# --------------------------------------------------------------------------- table
-
-
-def format_value(value: float | None, result: Result) -> str:
+def format_value(value: float | None, row: Result) -> str:
     """A time per operation in ns/us/ms, or a metric with its unit."""
     if value is None or math.isnan(value):
         return "-"
-    if result.kind == "timing":
-        if abs(value) < 1_000:
+    if row.kind == "timing":
+        if abs(value) < 1e3:
             return f"{value:.0f} ns"
-        if abs(value) < 1_000_000:
-            return f"{value / 1_000:.2f} us"
-        return f"{value / 1_000_000:.2f} ms"
-    if result.unit.startswith("B/") or result.unit == "B":
-        if abs(value) >= 10 * 1024 * 1024:
-            return f"{value / 1024 / 1024:.1f} MiB{result.unit[1:]}"
-        if abs(value) >= 10 * 1024:
-            return f"{value / 1024:.1f} KiB{result.unit[1:]}"
-        return f"{value:.0f} {result.unit}"
-    if float(value).is_integer():
-        return f"{value:.0f} {result.unit}"
-    return f"{value:.1f} {result.unit}"
+        return f"{value / 1e3:.2f} us" if abs(value) < 1e6 else f"{value / 1e6:.2f} ms"
+    if abs(value) >= 100 or float(value).is_integer():
+        return f"{value:.0f} {row.unit}"
+    return f"{value:.3g} {row.unit}"
 
 
-def _number(value: float) -> str:
-    return f"{value:.0f}" if float(value).is_integer() or abs(value) >= 100 else f"{value:.3g}"
+def _cells(row: Result, case: str, plus_minus: str) -> tuple[str, ...]:
+    if row.baseline is None:
+        baseline = "-"
+    elif row.fixed_baseline:
+        baseline = row.baseline
+    elif row.baseline == row.label and row.ratio == 1.0:
+        baseline = "(baseline)"
+    else:
+        baseline = format_value(row.baseline_median, row)
+    spread = "-"
+    if len(row.values) > 1 and row.median:
+        spread = f"{plus_minus}{(row.q3 - row.q1) / 2 / abs(row.median) * 100:.1f}%"
+    verdict = {True: " ok", False: " MISSED", None: ""}[row.met]
+    return (
+        case,
+        row.label,
+        row.backend,
+        format_value(row.median, row),
+        spread,
+        baseline,
+        "-" if row.ratio is None else f"{row.ratio:.2f}x",
+        f"{_overhead(row)}{row.target}{verdict}" if row.target else "",
+    )
 
 
-def _spread(result: Result) -> str:
-    if result.median and not math.isnan(result.median) and len(result.values) > 1:
-        return f"+-{(result.q3 - result.q1) / 2 / abs(result.median) * 100:.1f}%"
-    return "-"
-
-
-def _ratio(result: Result) -> str:
-    if result.ratio is None:
-        return "-"
-    return f"{result.ratio:.2f}x"
-
-
-def _target(result: Result) -> str:
-    if result.target is None:
+def _overhead(row: Result) -> str:
+    """The overhead in front of an overhead target: ``+246 ns <= +500 ns``."""
+    if row.overhead is None or not row.target or not row.target.startswith("<= +"):
         return ""
-    verdict = {True: "ok", False: "MISSED", None: ""}[result.met]
-    return f"{result.target} {verdict}".strip()
+    return f"+{row.overhead:.0f} ns " if row.overhead >= 0 else f"{row.overhead:.0f} ns "
 
 
-def format_table(results: Sequence[Result], titles: dict[str, str] | None = None) -> str:
-    """The closing table: one row per measured variant, skips and errors listed after it."""
-    titles = titles or {}
-    unit_of = {(r.family, r.case): r.unit for r in results}
-    header = ("case", "variant", "backend", "median", "spread", "baseline", "ratio", "target")
-    lines: list[str] = []
-    rows_by_family: dict[str, list[tuple[str, ...]]] = {}
-    for r in results:
-        if r.status != "ok":
-            continue
-        case = r.case if r.kind != "timing" else f"{r.case} (per {unit_of[(r.family, r.case)]})"
-        if r.baseline is None:
-            baseline = "-"
-        elif r.fixed_baseline:
-            baseline = r.baseline
-        elif r.baseline == r.label and r.ratio == 1.0:
-            baseline = "(baseline)"
-        else:
-            baseline = format_value(r.baseline_median, r)
-        rows_by_family.setdefault(r.family, []).append(
-            (
-                case,
-                r.label,
-                r.backend,
-                format_value(r.median, r),
-                _spread(r),
-                baseline,
-                _ratio(r),
-                _target(r),
-            )
-        )
-    all_rows = [row for rows in rows_by_family.values() for row in rows]
-    widths = [max([len(h)] + [len(row[i]) for row in all_rows]) for i, h in enumerate(header)]
-
-    def fmt(row: tuple[str, ...]) -> str:
-        cells = []
-        for i, cell in enumerate(row):
-            cells.append(cell.rjust(widths[i]) if i in (3, 4, 6) else cell.ljust(widths[i]))
-        return "  ".join(cells).rstrip()
-
-    for family, rows in rows_by_family.items():
-        title = titles.get(family, family)
-        lines.append("")
-        lines.append(f"== {family}: {title}")
-        lines.append(fmt(header))
-        lines.append(fmt(tuple("-" * w for w in widths)))
-        previous = None
-        for row in rows:
-            if previous is not None and row[0] != previous:
-                lines.append("")
-            lines.append(fmt(row if row[0] != previous else ("", *row[1:])))
-            previous = row[0]
-    detailed = [r for r in results if r.status == "ok" and r.extra]
-    if detailed:
-        lines.append("")
-        lines.append("Details:")
-        for r in detailed:
-            extras = ", ".join(f"{k}={_number(v)}" for k, v in r.extra.items())
-            lines.append(f"  {r.family}/{r.case}: {r.label} on {r.backend}: {extras}")
-    skipped = [r for r in results if r.status == "skipped"]
-    errors = [r for r in results if r.status == "error"]
-    if skipped:
-        lines.append("")
-        lines.append("Skipped:")
-        # One line per case and reason: which variants, on which loops.
-        groups: dict[tuple[str, str], tuple[list[str], list[str]]] = {}
-        for r in skipped:
-            labels, backends = groups.setdefault((f"{r.family}/{r.case}", r.reason), ([], []))
-            if r.label not in labels:
-                labels.append(r.label)
-            if r.backend not in backends:
-                backends.append(r.backend)
-        for (case_id, reason), (labels, backends) in groups.items():
-            lines.append(
-                f"  {case_id}: {', '.join(labels)} on {', '.join(backends)}: skipped: {reason}"
-            )
-    if errors:
-        lines.append("")
-        lines.append("Errors:")
-        lines.extend(f"  {r.family}/{r.case}: {r.label} on {r.backend}: {r.reason}" for r in errors)
-    missed = [r for r in results if r.met is False]
-    met = [r for r in results if r.met is True]
-    if met or missed:
-        lines.append("")
-        lines.append(f"Targets: {len(met)} met, {len(missed)} missed")
-    return "\n".join(lines).lstrip("\n")
+def _case_title(row: Result) -> str:
+    return f"{row.case} (per {row.unit})" if row.kind == "timing" else row.case
 
 
-def format_markdown(results: Sequence[Result], titles: dict[str, str] | None = None) -> str:
-    """The same rows as :func:`format_table`, as one Markdown table per family."""
-    titles = titles or {}
-    out: list[str] = []
-    family = None
+def format_table(
+    results: Sequence[Result], titles: dict[str, str], *, markdown: bool = False
+) -> str:
+    """One table per family, then the details, skips, errors and targets."""
+    families: dict[str, list[tuple[str, ...]]] = {}
     previous = None
-    for r in results:
-        if r.status != "ok":
+    for row in results:
+        if row.status != "ok":
             continue
-        if r.family != family:
-            family = r.family
-            previous = None
-            out += ["", f"### {family}: {titles.get(family, family)}", ""]
-            out.append("| case | variant | backend | median | spread | baseline | ratio | target |")
-            out.append("|---|---|---|---:|---:|---|---:|---|")
-        case = r.case if r.kind != "timing" else f"{r.case} (per {r.unit})"
-        if r.baseline is None:
-            baseline = "-"
-        elif r.fixed_baseline:
-            baseline = r.baseline
-        elif r.baseline == r.label and r.ratio == 1.0:
-            baseline = "(baseline)"
-        else:
-            baseline = format_value(r.baseline_median, r)
-        cells = [
-            case if case != previous else "",
-            r.label,
-            r.backend,
-            format_value(r.median, r),
-            _spread(r).replace("+-", "±"),
-            baseline,
-            _ratio(r),
-            _target(r),
-        ]
+        case = _case_title(row)
+        cells = _cells(row, case if case != previous else "", "±" if markdown else "+-")
+        families.setdefault(row.family, []).append(cells)
         previous = case
-        out.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
-    return "\n".join(out).strip() + "\n"
+    lines: list[str] = []
+    if markdown:
+        for family, rows in families.items():
+            lines += ["", f"### {titles.get(family, family)}", ""]
+            lines.append("| " + " | ".join(HEADER) + " |")
+            lines.append("|---|---|---|---:|---:|---|---:|---|")
+            lines += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
+        return "\n".join(lines).strip() + "\n"
+    everything = [HEADER, *(r for rows in families.values() for r in rows)]
+    widths = [max(len(r[i]) for r in everything) for i in range(len(HEADER))]
+
+    def fmt(cells: Sequence[str]) -> str:
+        right = (3, 4, 6)
+        return "  ".join(
+            c.rjust(w) if i in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
+
+    for family, rows in families.items():
+        lines += ["", f"== {family}: {titles.get(family, family)}", fmt(HEADER)]
+        lines.append(fmt(["-" * w for w in widths]))
+        for cells in rows:
+            if cells[0] and not lines[-1].startswith("-"):
+                lines.append("")  # a blank line between cases
+            lines.append(fmt(cells))
+    notes = [
+        ("Details", [r for r in results if r.status == "ok" and r.extra], None),
+        ("Skipped", [r for r in results if r.status == "skipped"], "reason"),
+        ("Errors", [r for r in results if r.status == "error"], "reason"),
+    ]
+    for title, rows_, field in notes:
+        seen: set[str] = set()
+        if rows_:
+            lines += ["", f"{title}:"]
+        for r in rows_:
+            what = (
+                r.reason if field else ", ".join(f"{k}={v:.6g}" for k, v in sorted(r.extra.items()))
+            )
+            line = f"  {r.family}/{r.case}: {r.label} on {r.backend}: {what}"
+            if line not in seen:
+                seen.add(line)
+                lines.append(line)
+    met = [r.met for r in results if r.met is not None]
+    if met:
+        lines += ["", f"Targets: {met.count(True)} met, {met.count(False)} missed"]
+    return "\n".join(lines).lstrip("\n")
 
 
 # --------------------------------------------------------------------------- JSON
@@ -266,7 +149,7 @@ def format_markdown(results: Sequence[Result], titles: dict[str, str] | None = N
 def machine_info() -> dict[str, Any]:
     """The machine, generically: no host name, no paths."""
     versions: dict[str, str | None] = {}
-    for name in ("anyway", *PEERS):
+    for name in PACKAGES:
         try:
             versions[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
@@ -281,81 +164,94 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-def _clean(value: Any) -> Any:
+def _finite(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
     return value
 
 
 def write_json(
-    results: Sequence[Result], folder: Path, *, settings: dict[str, Any], argv: Sequence[str]
+    results: Sequence[Result], folder: Path, *, settings: dict[str, Any], command: list[str]
 ) -> Path:
     """Write ``<folder>/<UTC timestamp>.json`` and return its path."""
     folder.mkdir(parents=True, exist_ok=True)
     now = datetime.now(UTC)
-    path = folder / f"{now.strftime('%Y-%m-%dT%H-%M-%SZ')}.json"
+    stem = now.strftime("%Y-%m-%dT%H-%M-%SZ")
+    path = folder / f"{stem}.json"
     counter = 1
     while path.exists():
         counter += 1
-        path = folder / f"{now.strftime('%Y-%m-%dT%H-%M-%SZ')}-{counter}.json"
+        path = folder / f"{stem}-{counter}.json"
+    rows = [{k: v for k, v in dataclasses.asdict(r).items() if k != "traceback"} for r in results]
     document = {
-        "schema": 1,
+        "schema": 2,
         "created": now.isoformat(timespec="seconds"),
-        "command": ["python", "-m", "anyway", "bench", *argv],
+        "command": command,
         "settings": settings,
         "machine": machine_info(),
-        "results": [dataclasses.asdict(r) for r in results],
+        "results": rows,
     }
-    path.write_text(json.dumps(_clean(document), indent=1) + "\n", encoding="utf-8")
+    path.write_text(json.dumps(_finite(document), indent=1) + "\n", encoding="utf-8")
     return path
+
+
+def load_json(path: Path) -> tuple[dict[str, Any], list[Result]]:
+    """A saved run: the document and its rows."""
+    document = json.loads(path.read_text(encoding="utf-8"))
+    names = {f.name for f in dataclasses.fields(Result)}
+    rows = []
+    for raw in document["results"]:
+        row = Result(**{k: v for k, v in raw.items() if k in names})
+        for name in ("median", "q1", "q3"):
+            if getattr(row, name) is None:
+                setattr(row, name, math.nan)
+        rows.append(row)
+    return document, rows
 
 
 # --------------------------------------------------------------------------- plots
 
-_BACKEND_ORDER = {"asyncio": 0, "uvloop": 1, "trio": 2}
+_BACKEND_ORDER = ("asyncio", "uvloop", "trio")
+_COLORS = {"asyncio": "tab:blue", "uvloop": "tab:green", "trio": "tab:purple"}
+DPI = 150
 
 
-def write_plots(
-    results: Sequence[Result], folder: Path, titles: dict[str, str] | None = None
-) -> list[Path]:
-    """One PNG per family (matplotlib, Agg backend). Returns the files written."""
+def write_plots(results: Sequence[Result], folder: Path, titles: dict[str, str]) -> list[Path]:
+    """One PNG per family: one panel per case (or per series), stacked, legends outside."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    titles = titles or {}
     folder.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    families: dict[str, list[Result]] = {}
+    families: dict[str, dict[str, list[Result]]] = {}
     for r in results:
-        if r.status == "ok":
-            families.setdefault(r.family, []).append(r)
-    for family, rows in families.items():
-        panels: dict[str, list[Result]] = {}
-        for r in rows:
-            series = r.params.get("series")
-            key = f"series:{series}" if series else f"case:{r.case}"
-            panels.setdefault(key, []).append(r)
-        count = len(panels)
-        cols = min(3, count)
-        nrows = math.ceil(count / cols)
-        fig, axes = plt.subplots(nrows, cols, figsize=(5.2 * cols, 3.9 * nrows), squeeze=False)
-        for ax in axes.flat[count:]:
-            ax.set_visible(False)
-        for ax, (key, panel) in zip(axes.flat, panels.items(), strict=False):
-            if key.startswith("series:"):
-                _line_panel(ax, key.removeprefix("series:"), panel)
+        if r.status == "ok" and not math.isnan(r.median):
+            key = r.params.get("series") or r.case
+            families.setdefault(r.family, {}).setdefault(key, []).append(r)
+    for family, panels in families.items():
+        heights = [2.2 + 0.25 * len({r.variant for r in rows}) for rows in panels.values()]
+        fig, axes = plt.subplots(
+            len(panels),
+            1,
+            figsize=(10, sum(heights) + 0.6),
+            squeeze=False,
+            gridspec_kw={"height_ratios": heights},
+            layout="constrained",
+        )
+        for ax, (key, rows) in zip(axes[:, 0], panels.items(), strict=True):
+            if rows[0].params.get("series"):
+                _line_panel(ax, key, rows)
             else:
-                _bar_panel(ax, key.removeprefix("case:"), panel)
-        fig.suptitle(f"{family}: {titles.get(family, family)}", fontsize=12)
-        fig.tight_layout()
+                _bar_panel(ax, key, rows)
+        fig.suptitle(titles.get(family, family), fontsize=12)
         path = folder / f"{family}.png"
-        fig.savefig(path, dpi=90)
+        fig.savefig(path, dpi=DPI, bbox_inches="tight")
         plt.close(fig)
         written.append(path)
     return written
@@ -365,87 +261,79 @@ def _scale(rows: Sequence[Result]) -> tuple[float, str]:
     if rows[0].kind != "timing":
         return 1.0, rows[0].unit
     top = max(r.median for r in rows)
-    if top >= 1_000_000:
-        return 1e-6, f"ms per {rows[0].unit}"
-    if top >= 1_000:
-        return 1e-3, f"us per {rows[0].unit}"
-    return 1.0, f"ns per {rows[0].unit}"
+    for limit, factor, unit in ((1e3, 1.0, "ns"), (1e6, 1e-3, "us"), (math.inf, 1e-6, "ms")):
+        if top < limit:
+            return factor, f"{unit} per {rows[0].unit}"
+    raise AssertionError("unreachable")
 
 
 def _bar_panel(ax: Any, case: str, rows: Sequence[Result]) -> None:
-    backends = sorted({r.backend for r in rows}, key=lambda b: _BACKEND_ORDER.get(b, 9))
-    variants: list[str] = []
-    for r in rows:
-        if r.variant not in variants:
-            variants.append(r.variant)
-    factor, ylabel = _scale(rows)
-    fixed = next((r for r in rows if r.fixed_baseline and r.baseline_median is not None), None)
-    width = 0.8 / max(len(variants), 1)
+    """Horizontal bars grouped by backend; the ratio is written past the error bar."""
+    backends = [b for b in _BACKEND_ORDER if any(r.backend == b for r in rows)]
+    variants = list(dict.fromkeys(r.variant for r in rows))
+    factor, unit = _scale(rows)
+    height = 0.8 / len(variants)
+    right = 0.0
     for i, variant in enumerate(variants):
-        xs, heights, lows, highs, ratios = [], [], [], [], []
+        ys, widths, lows, highs, texts = [], [], [], [], []
         for j, backend in enumerate(backends):
-            match = [r for r in rows if r.variant == variant and r.backend == backend]
-            if not match:
-                continue
-            r = match[0]
-            xs.append(j - 0.4 + width * (i + 0.5))
-            heights.append(r.median * factor)
-            lows.append(max(0.0, (r.median - r.q1) * factor))
-            highs.append(max(0.0, (r.q3 - r.median) * factor))
-            ratios.append(r.ratio)
-        bars = ax.bar(xs, heights, width * 0.95, yerr=[lows, highs], capsize=2, label=variant)
-        for bar, ratio in zip(bars, ratios, strict=True):
-            if ratio is not None and (i > 0 or fixed is not None):
-                ax.annotate(
-                    f"{ratio:.2f}x",
-                    (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                    ha="center",
-                    va="bottom",
-                    fontsize=7,
-                    rotation=90 if len(variants) > 3 else 0,
-                )
+            for r in rows:
+                if r.variant == variant and r.backend == backend:
+                    ys.append(j - 0.4 + height * (i + 0.5))
+                    widths.append(r.median * factor)
+                    lows.append(max(0.0, (r.median - r.q1) * factor))
+                    highs.append(max(0.0, (r.q3 - r.median) * factor))
+                    first = i == 0 and not r.fixed_baseline
+                    texts.append("" if r.ratio is None or first else f"{r.ratio:.2f}x")
+        label = next(r.label for r in rows if r.variant == variant)
+        ax.barh(ys, widths, height * 0.9, xerr=[lows, highs], capsize=2, label=label)
+        for y, w, hi, text in zip(ys, widths, highs, texts, strict=True):
+            ax.annotate(text, (w + hi, y), xytext=(4, 0), textcoords="offset points",
+                        va="center", fontsize=7)  # fmt: skip
+            right = max(right, w + hi)
+    fixed = next((r for r in rows if r.fixed_baseline and r.baseline_median is not None), None)
     if fixed is not None and fixed.baseline_median is not None:
-        ax.axhline(
-            fixed.baseline_median * factor,
-            color="grey",
-            linestyle="--",
-            linewidth=1,
-            label=fixed.baseline,
-        )
-    values = [r.median for r in rows if r.median > 0]
-    if values and max(values) / min(values) > 50:
-        ax.set_yscale("log")
-    ax.set_xticks(range(len(backends)), backends)
-    ax.set_title(case, fontsize=10)
-    ax.set_ylabel(ylabel, fontsize=8)
+        ax.axvline(fixed.baseline_median * factor, color="black", linestyle="--",
+                   linewidth=1, label=fixed.baseline, zorder=3)  # fmt: skip
+    smallest = min((r.median * factor for r in rows if r.median > 0), default=0.0)
+    if smallest and right / smallest > 30:  # one bar would flatten the others
+        ax.set_xscale("log")
+        ax.set_xlim(smallest / 2, right * 3)
+        unit += " (log scale)"
+    else:
+        ax.set_xlim(0, right * 1.15 or 1)
+    ax.set_yticks(range(len(backends)), backends)
+    ax.invert_yaxis()
+    ax.set_title(case, fontsize=10, loc="left")
+    ax.set_xlabel(unit, fontsize=8)
     ax.tick_params(labelsize=8)
-    ax.margins(y=0.15)
-    ax.legend(fontsize=7, loc="best")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
 
 
 def _line_panel(ax: Any, series: str, rows: Sequence[Result]) -> None:
+    """Cost per unit against size, one line per backend and variant (baseline dotted)."""
+    factor, unit = _scale(rows)
+    first = rows[0].variant
     lines: dict[tuple[str, str], list[Result]] = {}
     for r in rows:
         lines.setdefault((r.backend, r.variant), []).append(r)
-    factor, ylabel = _scale(rows)
-    colors = {"asyncio": "tab:blue", "uvloop": "tab:green", "trio": "tab:purple"}
-    first_variant = rows[0].variant
     for (backend, variant), points in sorted(
-        lines.items(), key=lambda kv: (_BACKEND_ORDER.get(kv[0][0], 9), kv[0][1])
+        lines.items(), key=lambda kv: (_BACKEND_ORDER.index(kv[0][0]), kv[0][1] != first)
     ):
         points.sort(key=lambda r: float(r.params["x"]))
         ax.plot(
             [float(r.params["x"]) for r in points],
             [r.median * factor for r in points],
-            ":" if variant == first_variant else "-",
-            color=colors.get(backend),
-            marker="o",
+            ":" if variant == first else "-",
+            color=_COLORS.get(backend),
+            marker="o" if variant == first else "s",
             markersize=3,
             label=f"{points[0].label} ({backend})",
         )
     ax.set_xscale("log")
-    ax.set_xlabel(str(rows[0].params.get("xlabel", "x")), fontsize=8)
-    ax.set_ylabel(ylabel, fontsize=8)
-    ax.set_title(series, fontsize=10)
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel(str(rows[0].params.get("xlabel", "")), fontsize=8)
+    ax.set_ylabel(unit, fontsize=8)
+    ax.set_title(series, fontsize=10, loc="left")
     ax.tick_params(labelsize=8)
-    ax.legend(fontsize=7, loc="best")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)

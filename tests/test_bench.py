@@ -1,12 +1,14 @@
-"""Smoke tests of ``python -m anyway``: the benchmark suite runs and reports.
+"""Smoke tests of the benchmark suite (``python -m benchmarks``, a tool of the clone)
+and of ``python -m anyway`` (the demo; the bench subcommand is gone).
 
-Timings are never asserted: only that a tiny case runs, that the table and
-the JSON file appear with the expected shape, and that what cannot run is
-reported as skipped rather than faked.
+Timings are never asserted: only that a tiny case runs end to end, that the
+table and the JSON file appear with the expected shape, and that what cannot
+run is reported as skipped or as an error rather than faked.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 import types
@@ -17,24 +19,26 @@ import pytest
 from anyway.__main__ import main
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--quick", "--filter", "anyio/checkpoint", "--backend", "asyncio", "--no-progress"]
+TINY = ["--filter", "anyio/checkpoint", "--backend", "asyncio", "--reps", "2"]
 
 
 @pytest.fixture
 def suite(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
     """The repository's ``benchmarks`` package (the tests run from a clone)."""
-    if not (ROOT / "benchmarks" / "__init__.py").is_file():
+    if not (ROOT / "benchmarks" / "__main__.py").is_file():
         pytest.skip("benchmarks/ is not next to tests/ (not a clone)")
     monkeypatch.syspath_prepend(str(ROOT))
-    import benchmarks
+    import benchmarks.__main__
 
-    return benchmarks
+    return benchmarks.__main__
 
 
 def test_quick_run_prints_table_and_writes_json(
     suite: types.ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["bench", *TINY, "--results", str(tmp_path)]) == 0
+    plots, markdown = tmp_path / "plots", tmp_path / "results.md"
+    argv = [*TINY, "--results", str(tmp_path), "--plots", str(plots), "--markdown", str(markdown)]
+    assert suite.main(argv) == 0
     out = capsys.readouterr().out
     assert "== anyio: AnyIO against the native loop" in out
     header = next(line for line in out.splitlines() if line.startswith("case "))
@@ -50,11 +54,14 @@ def test_quick_run_prints_table_and_writes_json(
     ]
     assert "asyncio.sleep(0)" in out
     assert "anyio checkpoint()" in out
-    assert "results: " in out
+    assert "(quick mode)" in out
 
     (path,) = tmp_path.glob("*.json")
     document = json.loads(path.read_text(encoding="utf-8"))
-    assert document["command"][:4] == ["python", "-m", "anyway", "bench"]
+    # the published command holds no local path
+    assert document["command"] == ["python", "-m", "benchmarks", *TINY, "--results",
+                                   tmp_path.name, "--plots", "plots", "--markdown", "results.md"]  # fmt: skip
+    assert str(tmp_path) not in path.read_text(encoding="utf-8")
     assert document["settings"]["mode"] == "quick"
     assert document["machine"]["cpus"] >= 1
     assert "node" not in document["machine"]
@@ -65,50 +72,44 @@ def test_quick_run_prints_table_and_writes_json(
     ]
     baseline, anyio_row = rows
     for row in rows:
-        assert len(row["values"]) == document["settings"]["reps"] == 5
+        assert len(row["values"]) == 2
         assert row["q1"] <= row["median"] <= row["q3"]
-        assert row["n"] >= 1000
+        assert row["n"] >= 1
         assert row["unit"] == "checkpoint"
     assert baseline["ratio"] == 1.0
     assert anyio_row["baseline"] == "asyncio.sleep(0)"
     assert anyio_row["ratio"] > 0
+    assert "| checkpoint (per checkpoint) | asyncio.sleep(0) | asyncio |" in markdown.read_text()
+    if (plots / "anyio.png").exists():  # matplotlib is optional
+        assert (plots / "anyio.png").read_bytes()[:4] == b"\x89PNG"
+
+    # --load reports the saved run again
+    assert suite.main(["--load", str(path)]) == 0
+    assert "anyio checkpoint()" in capsys.readouterr().out
 
 
-def test_missing_requirement_is_skipped_not_faked(suite: types.ModuleType) -> None:
-    from benchmarks._framework import Case, Settings, Variant, run_case
+def test_idiom_cases_run_on_every_backend(
+    suite: types.ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The issue-15 rows (native idiom as the baseline) run end to end on the three loops."""
+    from benchmarks._core import Settings, run_case
+    from benchmarks.families import idiom
+
+    settings = Settings(quick=True, reps=1, batch_seconds=0.0)
+    backends = ["asyncio"] + [b for b in ("uvloop", "trio") if importlib.util.find_spec(b)]
+    for case in idiom.cases():
+        for backend in backends:
+            native, ours = run_case(case, backend, settings)
+            assert (native.status, ours.status) == ("ok", "ok"), (native.reason, ours.reason)
+            assert native.ratio == 1.0
+            assert ours.ratio is not None
+            assert ours.ratio > 0
+            assert native.n == ours.n == case.step  # one call of the work per batch
+
+
+def test_skips_and_errors_are_reported_not_faked(suite: types.ModuleType) -> None:
+    from benchmarks._core import Case, Settings, Skip, Variant, run_case
     from benchmarks._report import format_table
-
-    async def run(n: int) -> None:
-        for _ in range(n):
-            pass
-
-    case = Case(
-        "demo",
-        "needs a peer",
-        [
-            Variant("baseline", lambda env: run),
-            Variant("peer", lambda env: run, requires=("no_such_peer_module",), peer=True),
-            Variant("future", lambda env: run, requires=("anyway:no_such_feature",)),
-        ],
-        fixed_n=10,
-    )
-    settings = Settings(quick=True, reps=2, batch_seconds=0.0001, case_timeout=10)
-    baseline, peer, future = run_case(case, "asyncio", settings)
-    assert baseline.status == "ok"
-    assert len(baseline.values) == 2
-    assert (peer.status, peer.values, peer.ratio) == ("skipped", [], None)
-    assert "no_such_peer_module is not importable" in peer.reason
-    assert (future.status, future.reason) == (
-        "skipped",
-        "anyway.no_such_feature does not exist yet",
-    )
-    table = format_table([baseline, peer, future])
-    assert "peer on asyncio: skipped: no_such_peer_module is not importable" in table
-    assert "future on asyncio: skipped: anyway.no_such_feature does not exist yet" in table
-
-
-def test_failing_variant_is_an_error(suite: types.ModuleType) -> None:
-    from benchmarks._framework import Case, Settings, Variant, run_case
 
     async def ok(n: int) -> None:
         return None
@@ -116,55 +117,63 @@ def test_failing_variant_is_an_error(suite: types.ModuleType) -> None:
     async def broken(n: int) -> None:
         raise RuntimeError("boom")
 
+    def missing_peer(env: object) -> None:
+        import no_such_peer_module  # type: ignore[import-not-found]  # noqa: F401
+
+    def not_here(env: object) -> None:
+        raise Skip("not on this loop")
+
+    settings = Settings(quick=True, reps=2, batch_seconds=0.0)
+    case = Case(
+        "demo",
+        "skips",
+        [
+            Variant("baseline", lambda env: ok),
+            Variant("peer", missing_peer, peer=True),
+            Variant("elsewhere", not_here),
+            Variant("flaky peer", lambda env: broken, peer=True),
+        ],
+        fixed_n=10,
+    )
+    baseline, peer, elsewhere, flaky = run_case(case, "asyncio", settings)
+    assert (baseline.status, len(baseline.values)) == ("ok", 2)
+    assert (peer.status, peer.values, peer.ratio) == ("skipped", [], None)
+    assert "no_such_peer_module" in peer.reason
+    assert (elsewhere.status, elsewhere.reason) == ("skipped", "not on this loop")
+    assert (flaky.status, flaky.reason) == ("skipped", "fails here: RuntimeError: boom")
+    table = format_table([baseline, peer, elsewhere, flaky], {})
+    assert "demo/skips: elsewhere on asyncio: not on this loop" in table
+
     case = Case(
         "demo",
         "broken",
         [Variant("baseline", lambda env: ok), Variant("x", lambda env: broken)],
         fixed_n=1,
     )
-    settings = Settings(quick=True, reps=1, batch_seconds=0.0001, case_timeout=10)
     baseline, failed = run_case(case, "asyncio", settings)
     assert (failed.status, failed.reason) == ("error", "RuntimeError: boom")
-    assert baseline.status == "error"
+    assert "RuntimeError: boom" in failed.traceback
+    assert (baseline.status, baseline.reason) == ("error", "case aborted by x")
 
 
 def test_list_and_no_match(suite: types.ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["bench", "--quick", "--list"]) == 0
+    assert suite.main(["--list"]) == 0
     listed = capsys.readouterr().out
-    for family in ("anyio/", "helpers/", "retry/", "limits/", "breaker/", "httpx/", "scaling/"):
+    for family in ("anyio/", "idiom/", "helpers/", "retry/", "limits/", "breaker/", "httpx/"):
         assert family in listed
+    assert "scaling/map_all, 100,000 items" in listed
     assert "scaling/100,000 concurrent tasks" not in listed  # full mode only
-    assert main(["bench", "--quick", "--filter", "no such case"]) == 2
-    assert "no case matches" in capsys.readouterr().err
+    assert "scaling/100,000 concurrent tasks" in (suite.main(["--list", "--full"]) or
+                                                  capsys.readouterr().out)  # fmt: skip
+    assert suite.main(["--filter", "no such case"]) == 2
+    assert "no quick case matches" in capsys.readouterr().err
 
 
-def test_bench_without_the_suite(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.setitem(sys.modules, "benchmarks", None)
-    assert main(["bench", "--quick"]) == 2
-    assert "the benchmark suite was not found" in capsys.readouterr().err
-
-
-def test_bench_with_someone_elses_benchmarks_package(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    impostor = types.ModuleType("benchmarks")
-    impostor.main = lambda argv: 0  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "benchmarks", impostor)
-    assert main(["bench"]) == 2
-    assert "Run it from the root of a clone" in capsys.readouterr().err
-
-
-def test_other_import_errors_are_not_hidden(monkeypatch: pytest.MonkeyPatch) -> None:
-    import anyway.__main__ as cli
-
-    def import_module(name: str) -> types.ModuleType:
-        raise ModuleNotFoundError("No module named 'matplotlib'", name="matplotlib")
-
-    monkeypatch.setattr(cli.importlib, "import_module", import_module)
-    with pytest.raises(ModuleNotFoundError, match="matplotlib"):
+def test_bench_is_not_a_subcommand_of_the_package(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
         main(["bench"])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'bench'" in capsys.readouterr().err
 
 
 def test_demo_without_httpx(
@@ -200,7 +209,7 @@ def test_demo_missing(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFix
 
 def test_no_command_and_unknown_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([]) == 2
-    assert "bench" in capsys.readouterr().err
+    assert "demo" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:
         main(["nope"])
     assert exit_info.value.code == 2

@@ -1,21 +1,21 @@
-"""The benchmark families; each module has ``TITLE`` and ``cases() -> list[Case]``.
+"""The benchmark families: each module has ``TITLE`` and ``cases() -> list[Case]``.
 
-Family modules import only AnyIO and anyway at import time; loops, peers and
-anyway features that may be missing are imported inside the variants, which
-are then reported as skipped with the reason.
+Family modules import AnyIO and anyway at import time; loops and peers are
+imported inside the variants, so that what is missing is reported as skipped.
 """
 
 from __future__ import annotations
 
 import importlib
 
-from .._framework import Case
+from .._core import Case
 
-__all__ = ["FAMILIES", "FAMILY_TITLES", "all_cases"]
+__all__ = ["FAMILIES", "TITLES", "all_cases"]
 
-FAMILIES = ("anyio", "helpers", "retry", "limits", "breaker", "httpx", "scaling")
-_MODULES = {
+#: family id -> module, in the order they run.
+FAMILIES = {
     "anyio": "native",
+    "idiom": "idiom",
     "helpers": "helpers",
     "retry": "retry",
     "limits": "limits",
@@ -23,18 +23,10 @@ _MODULES = {
     "httpx": "transport",
     "scaling": "scaling",
 }
-
-
-def _module(family: str) -> object:
-    return importlib.import_module(f"{__name__}.{_MODULES[family]}")
-
-
-FAMILY_TITLES: dict[str, str] = {f: str(getattr(_module(f), "TITLE", f)) for f in FAMILIES}
+_MODULES = {f: importlib.import_module(f"{__name__}.{m}") for f, m in FAMILIES.items()}
+TITLES: dict[str, str] = {f: str(m.TITLE) for f, m in _MODULES.items()}
 
 
 def all_cases() -> list[Case]:
     """Every case of every family, in the order they run."""
-    cases: list[Case] = []
-    for family in FAMILIES:
-        cases.extend(getattr(_module(family), "cases")())  # noqa: B009
-    return cases
+    return [case for module in _MODULES.values() for case in module.cases()]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .._framework import BatchFn, Case, Env, Variant
+from .._core import BatchFn, Case, Env, Target, Variant
 
 TITLE = "circuit breaker overhead against purgatory"
 
@@ -102,26 +102,13 @@ def cases() -> list[Case]:
             [
                 Variant("bare await", _bare),
                 Variant(
-                    "anyway async with breaker",
-                    _anyway_context,
-                    requires=("anyway:CircuitBreaker",),
+                    "anyway async with breaker", _anyway_context, target=Target("overhead", 400.0)
                 ),
-                Variant("anyway @breaker", _anyway_decorator, requires=("anyway:CircuitBreaker",)),
-                Variant(
-                    "purgatory async with breaker",
-                    _purgatory_context,
-                    requires=("purgatory",),
-                    peer=True,
-                ),
-                Variant(
-                    "purgatory @factory(name)",
-                    _purgatory_decorator,
-                    requires=("purgatory",),
-                    peer=True,
-                ),
+                Variant("anyway @breaker", _anyway_decorator, target=Target("overhead", 400.0)),
+                Variant("purgatory async with breaker", _purgatory_context, peer=True),
+                Variant("purgatory @factory(name)", _purgatory_decorator, peer=True),
             ],
             "a successful call through a closed breaker",
             unit="call",
-            n_min=1000,
         )
     ]

@@ -14,7 +14,7 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 
-from .._framework import BatchFn, Case, Env, Target, Variant
+from .._core import BatchFn, Case, Env, Target, Variant
 
 TITLE = "anyway's helpers against raw AnyIO"
 
@@ -287,6 +287,49 @@ def _remaining_anyway(env: Env) -> BatchFn:
     return run
 
 
+# ------------------------------------------------------------------ shield, fallback
+
+
+def _shield_raw(env: Env) -> BatchFn:
+    return _scope_run(lambda: anyio.move_on_after(60, shield=True))
+
+
+def _shield_anyway(env: Env) -> BatchFn:
+    shield = _feature("shield")
+    return _scope_run(lambda: shield(60))
+
+
+def _fallback_raw(env: Env) -> BatchFn:
+    async def run(n: int) -> None:
+        for _ in range(n):
+            result = None
+            with anyio.move_on_after(60):
+                result = await _value()
+            assert result == 1
+
+    return run
+
+
+def _fallback_anyway(env: Env) -> BatchFn:
+    fallback = _feature("fallback")
+
+    async def run(n: int) -> None:
+        for _ in range(n):
+            await fallback(_value, timeout=60, default=None)
+
+    return run
+
+
+def _map_unordered(env: Env) -> BatchFn:
+    map_all = _feature("map_all")
+
+    async def run(n: int) -> None:
+        for _ in range(n // ITEMS):
+            await map_all(_work, _ITEMS, max_at_once=MAX_AT_ONCE, ordered=False)
+
+    return run
+
+
 def cases() -> list[Case]:
     family = "helpers"
     return [
@@ -295,32 +338,20 @@ def cases() -> list[Case]:
             "settle",
             [
                 Variant("raw task group", _settle_raw),
-                Variant(
-                    "anyway.settle",
-                    _settle_anyway,
-                    requires=("anyway:settle",),
-                    target=Target("ratio", 1.2),
-                ),
+                Variant("anyway.settle", _settle_anyway, target=Target("ratio", 1.2)),
             ],
             f"collect {FANOUT} immediate results (per call)",
             unit=f"call of {FANOUT}",
-            n_min=100,
         ),
         Case(
             family,
             "race",
             [
                 Variant("raw task group + cancel", _race_raw),
-                Variant(
-                    "anyway.race",
-                    _race_anyway,
-                    requires=("anyway:race",),
-                    target=Target("ratio", 1.2),
-                ),
+                Variant("anyway.race", _race_anyway, target=Target("ratio", 1.2)),
             ],
             f"first of {FANOUT} wins, {FANOUT - 1} losers cancelled (per call)",
             unit=f"call of {FANOUT}",
-            n_min=100,
         ),
         Case(
             family,
@@ -328,54 +359,64 @@ def cases() -> list[Case]:
             [
                 Variant("raw task group + timer", _hedge_raw),
                 Variant("bare await", _hedge_bare),
-                Variant("anyway.hedge", _hedge_anyway, requires=("anyway:hedge",)),
+                Variant("anyway.hedge", _hedge_anyway),
             ],
             "first copy succeeds before delay=10 s (no backup started)",
             unit="call",
-            n_min=100,
         ),
         Case(
             family,
             "map_all",
             [
                 Variant("raw task group + CapacityLimiter", _map_raw),
-                Variant(
-                    "anyway.map_all",
-                    _map_anyway,
-                    requires=("anyway:map_all",),
-                    target=Target("ratio", 1.15),
-                ),
-                Variant("aiometer.amap", _map_aiometer, requires=("aiometer",), peer=True),
-                Variant(
-                    "aiometer.run_all", _map_aiometer_run_all, requires=("aiometer",), peer=True
-                ),
+                Variant("anyway.map_all", _map_anyway, target=Target("ratio", 1.15)),
+                Variant("anyway.map_all(ordered=False)", _map_unordered),
+                Variant("aiometer.amap", _map_aiometer, peer=True),
+                Variant("aiometer.run_all", _map_aiometer_run_all, peer=True),
             ],
             f"{ITEMS} items, {MAX_AT_ONCE} at once, each one checkpoint (per item)",
             unit="item",
-            n_min=ITEMS,
-            n_step=ITEMS,
+            step=ITEMS,
         ),
         Case(
             family,
             "deadline scope",
             [
                 Variant("anyio.fail_after(60)", _fail_after),
-                Variant("anyway.deadline(60)", _deadline, requires=("anyway:deadline",)),
-                Variant("with Budget(3600)", _budget, requires=("anyway:Budget",)),
+                Variant("anyway.deadline(60)", _deadline),
+                Variant("with Budget(3600)", _budget),
             ],
             "enter and exit a deadline that does not expire",
             unit="scope",
-            n_min=1000,
+        ),
+        Case(
+            family,
+            "shield scope",
+            [
+                Variant("anyio.move_on_after(60, shield=True)", _shield_raw),
+                Variant("anyway.shield(60)", _shield_anyway),
+            ],
+            "enter and exit a shielded, bounded scope",
+            unit="scope",
+        ),
+        Case(
+            family,
+            "fallback",
+            [
+                Variant("move_on_after + await", _fallback_raw),
+                Variant("anyway.fallback", _fallback_anyway),
+            ],
+            "the call returns in time (no fallback used)",
+            unit="call",
         ),
         Case(
             family,
             "remaining",
             [
                 Variant("effective deadline - current_time", _remaining_raw),
-                Variant("anyway.remaining()", _remaining_anyway, requires=("anyway:remaining",)),
+                Variant("anyway.remaining()", _remaining_anyway),
             ],
             "seconds left inside a 60 s deadline",
             unit="call",
-            n_min=1000,
         ),
     ]

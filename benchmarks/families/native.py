@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 
-from .._framework import BatchFn, Case, Env, Variant
+from .._core import BatchFn, Case, Env, Variant
 
 TITLE = "AnyIO against the native loop"
 
@@ -28,7 +28,7 @@ async def _noop() -> None:
 
 
 def _spawn_native(env: Env) -> BatchFn:
-    if env.backend.is_trio:
+    if env.is_trio:
         import trio
 
         async def run_trio(n: int) -> None:
@@ -63,7 +63,7 @@ def _spawn_anyio(env: Env) -> BatchFn:
 
 
 def _scope_native(env: Env) -> BatchFn:
-    if env.backend.is_trio:
+    if env.is_trio:
         import trio
 
         async def run_trio(n: int) -> None:
@@ -92,7 +92,7 @@ def _scope_anyio(env: Env) -> BatchFn:
 
 
 def _timeout_native(env: Env) -> BatchFn:
-    if env.backend.is_trio:
+    if env.is_trio:
         import trio
 
         async def run_trio(n: int) -> None:
@@ -124,7 +124,7 @@ def _timeout_anyio(env: Env) -> BatchFn:
 
 
 def _checkpoint_native(env: Env) -> BatchFn:
-    if env.backend.is_trio:
+    if env.is_trio:
         import trio
 
         checkpoint = trio.lowlevel.checkpoint
@@ -159,7 +159,7 @@ def _checkpoint_anyio(env: Env) -> BatchFn:
 
 
 def _stream_native(env: Env) -> BatchFn:
-    if env.backend.is_trio:
+    if env.is_trio:
         import trio
 
         async def run_trio(n: int) -> None:
@@ -218,7 +218,7 @@ def _stream_anyio(env: Env) -> BatchFn:
 
 def _limiter_native(env: Env) -> BatchFn:
     limiter: Any
-    if env.backend.is_trio:
+    if env.is_trio:
         import trio
 
         limiter = trio.CapacityLimiter(10)
@@ -262,8 +262,7 @@ def cases() -> list[Case]:
             ],
             "start and join a no-op task, in groups of 100",
             unit="task",
-            n_min=GROUP,
-            n_step=GROUP,
+            step=GROUP,
         ),
         Case(
             family,
@@ -274,7 +273,6 @@ def cases() -> list[Case]:
             ],
             "enter and exit a cancel scope without a deadline",
             unit="scope",
-            n_min=1000,
         ),
         Case(
             family,
@@ -285,7 +283,6 @@ def cases() -> list[Case]:
             ],
             "enter and exit a scope with a deadline that does not expire",
             unit="scope",
-            n_min=1000,
         ),
         Case(
             family,
@@ -296,7 +293,6 @@ def cases() -> list[Case]:
             ],
             "yield to the loop once",
             unit="checkpoint",
-            n_min=1000,
         ),
         Case(
             family,
@@ -307,7 +303,6 @@ def cases() -> list[Case]:
             ],
             "send and receive one item between two tasks (buffer 100)",
             unit="item",
-            n_min=1000,
         ),
         Case(
             family,
@@ -318,6 +313,5 @@ def cases() -> list[Case]:
             ],
             "uncontended async with limiter",
             unit="acquire",
-            n_min=1000,
         ),
     ]

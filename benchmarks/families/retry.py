@@ -3,7 +3,7 @@
 Two paths. *success*: the wrapped function succeeds at once; the baseline is
 a bare ``await`` and the figure that matters is the overhead in ns. *failure*:
 three ``ValueError``s then success, with zero waits everywhere
-(``anyway.testing.no_backoff()``, ``wait_none()``, ``wait_initial=0``,
+(``Backoff(initial=0, max=0, jitter=None)``, ``wait_none()``, ``wait_initial=0``,
 ``backoff.constant`` with ``interval=0``); the baseline is the retry loop a
 user would write by hand (``anyio.sleep(0)`` between attempts, like the
 zero waits of the libraries).
@@ -23,7 +23,7 @@ from typing import Any
 
 import anyio
 
-from .._framework import BatchFn, Case, Env, Target, Variant
+from .._core import BatchFn, Case, Env, Target, Variant
 
 TITLE = "retry against tenacity, stamina and backoff"
 
@@ -72,7 +72,11 @@ def _hand_loop(fn: AsyncFn) -> AsyncFn:
 def _wrap_anyway(fn: AsyncFn, failing: bool) -> AsyncFn:
     import anyway
 
-    wrapped: AsyncFn = anyway.retry(on=ValueError, attempts=ATTEMPTS)(fn)
+    if failing:
+        zero = anyway.Backoff(initial=0, max=0, jitter=None)
+        wrapped: AsyncFn = anyway.retry(on=ValueError, attempts=ATTEMPTS, backoff=zero)(fn)
+    else:
+        wrapped = anyway.retry(on=ValueError, attempts=ATTEMPTS)(fn)
     return wrapped
 
 
@@ -133,21 +137,10 @@ async def _quiet_stamina() -> AsyncIterator[None]:
         instrumentation.set_on_retry_hooks(hooks)
 
 
-@asynccontextmanager
-async def _zero_waits() -> AsyncIterator[None]:
-    from anyway.testing import no_backoff
-
-    context: Any = no_backoff()
-    if hasattr(context, "__aenter__"):
-        async with context:
-            yield
-    else:
-        with context:
-            yield
-
-
 def _factory(wrap: Callable[[AsyncFn, bool], AsyncFn], *, failing: bool, library: str = "") -> Any:
     def make(env: Env) -> Any:
+        if library == "backoff":
+            env.asyncio_only("backoff (it calls asyncio.sleep)")
         state = _Flaky()
         call = wrap(_operation(state), failing)
         failures = FAILURES if failing else 0
@@ -163,9 +156,6 @@ def _factory(wrap: Callable[[AsyncFn, bool], AsyncFn], *, failing: bool, library
             if library == "stamina":
                 async with _quiet_stamina():
                     yield run
-            elif library == "anyway" and failing:
-                async with _zero_waits():
-                    yield run
             else:
                 yield run
 
@@ -174,46 +164,19 @@ def _factory(wrap: Callable[[AsyncFn, bool], AsyncFn], *, failing: bool, library
     return make
 
 
-_ASYNCIO_ONLY = frozenset({"asyncio", "uvloop"})
-
-
 def _variants(*, failing: bool) -> list[Variant]:
     if failing:
         baseline = Variant("hand-written loop", _factory(_hand, failing=True))
         target = Target("ratio", 1.5)
-        anyway_requires: tuple[str, ...] = ("anyway:retry", "anyway.testing:no_backoff")
     else:
         baseline = Variant("bare await", _factory(_bare, failing=False))
         target = Target("overhead", 500.0)
-        anyway_requires = ("anyway:retry",)
     return [
         baseline,
-        Variant(
-            "anyway.retry",
-            _factory(_wrap_anyway, failing=failing, library="anyway"),
-            requires=anyway_requires,
-            target=target,
-        ),
-        Variant(
-            "tenacity",
-            _factory(_wrap_tenacity, failing=failing),
-            requires=("tenacity",),
-            peer=True,
-        ),
-        Variant(
-            "stamina",
-            _factory(_wrap_stamina, failing=failing, library="stamina"),
-            requires=("stamina",),
-            peer=True,
-        ),
-        Variant(
-            "backoff",
-            _factory(_wrap_backoff, failing=failing),
-            requires=("backoff",),
-            backends=_ASYNCIO_ONLY,
-            only_reason="asyncio-only peer (calls asyncio.sleep)",
-            peer=True,
-        ),
+        Variant("anyway.retry", _factory(_wrap_anyway, failing=failing), target=target),
+        Variant("tenacity", _factory(_wrap_tenacity, failing=failing), peer=True),
+        Variant("stamina", _factory(_wrap_stamina, failing=failing, library="stamina"), peer=True),
+        Variant("backoff", _factory(_wrap_backoff, failing=failing, library="backoff"), peer=True),
     ]
 
 
@@ -225,7 +188,6 @@ def cases() -> list[Case]:
             _variants(failing=False),
             "the wrapped call succeeds at once; overhead over a bare await",
             unit="call",
-            n_min=1000,
         ),
         Case(
             "retry",
@@ -233,6 +195,5 @@ def cases() -> list[Case]:
             _variants(failing=True),
             "three ValueErrors then success, zero waits; against a hand-written loop",
             unit="call",
-            n_min=200,
         ),
     ]

@@ -1,4 +1,8 @@
-"""Family ``scaling``: cost and memory as the number of tasks and keys grows.
+"""Family ``scaling``: cost and memory as the number of items, tasks and keys grows.
+
+* Cost per item of ``map_all`` (max_at_once=100) at 10, 1,000 and 100,000
+  items and of ``settle`` at 10 and 10,000 calls, against the native idiom
+  of the ``idiom`` family: flat is the goal.
 
 * Cost per task at N concurrent tasks (N = 10 ... 100,000; quick mode stops
   at 10,000): N tasks are started in one task group, each blocks on an event;
@@ -22,7 +26,8 @@ from typing import Any
 
 import anyio
 
-from .._framework import BatchFn, Case, Env, Variant
+from .._core import BatchFn, Case, Env, Variant
+from . import idiom
 
 TITLE = "cost and memory per task and per key"
 
@@ -41,7 +46,7 @@ Hold = Callable[[int, Callable[[], None]], Awaitable[None]]
 
 def _hold_native(env: Env) -> Hold:
     """Start *size* tasks blocked on an event, call *during()*, release them, join."""
-    if env.backend.is_trio:
+    if env.is_trio:
         import trio
 
         async def hold_trio(size: int, during: Callable[[], None]) -> None:
@@ -229,9 +234,39 @@ async def _flood(env: Env) -> float:
     return float(peak)
 
 
+def _idiom_series(
+    name: str, sizes: tuple[int, ...], native: Any, anyway_: Any, labels: dict[str, str]
+) -> list[Case]:
+    what = "items" if name == "map_all" else "calls"
+    return [
+        Case(
+            "scaling",
+            f"{name}, {size:,} {what}",
+            [
+                Variant("native", native(size), labels=labels),
+                Variant(f"anyway.{name}", anyway_(size)),
+            ],
+            f"one {name} call of {size:,} {what} against the native idiom",
+            unit=what[:-1],
+            step=size,
+            # 100,000 items take seconds per batch: no separate warm-up, few repetitions
+            fixed_n=size if size >= 100_000 else None,
+            warmup=size < 100_000,
+            max_reps={"quick": 1 if size >= 100_000 else 3, "full": 5} if size >= 10_000 else {},
+            params={"series": f"{name}: cost per {what[:-1]}", "x": size, "xlabel": what},
+        )
+        for size in sizes
+    ]
+
+
 def cases() -> list[Case]:
     family = "scaling"
-    out: list[Case] = []
+    out = _idiom_series(
+        "map_all", (10, 1_000, 100_000), idiom.map_native, idiom.map_anyway, idiom.NATIVE_MAP
+    )
+    out += _idiom_series(
+        "settle", (10, 10_000), idiom.settle_native, idiom.settle_anyway, idiom.NATIVE_SETTLE
+    )
     for size in SIZES:
         out.append(
             Case(
@@ -247,12 +282,11 @@ def cases() -> list[Case]:
                 ],
                 f"start {size:,} tasks blocked on an event, release and join them",
                 unit="task",
-                n_min=size,
-                n_step=size,
+                step=size,
                 modes=frozenset({"quick", "full"} if size <= QUICK_MAX else {"full"}),
                 max_reps={"quick": 3, "full": 5 if size < 100_000 else 3} if size >= 10_000 else {},
                 params={
-                    "series": "cost per task vs concurrency",
+                    "series": "anyio task group: cost per task",
                     "x": size,
                     "xlabel": "concurrent tasks",
                 },
@@ -274,7 +308,6 @@ def cases() -> list[Case]:
             f" {MEMORY_TASKS['quick']:,})",
             kind="metric",
             unit="B/task",
-            metric_reps={"quick": 1, "full": 3},
         )
     )
     out.append(
@@ -283,37 +316,24 @@ def cases() -> list[Case]:
             "memory per limiter key",
             [
                 Variant("dict[str, float] (floor)", measure=_key_memory_dict),
-                Variant(
-                    "anyway.KeyedRateLimiter",
-                    measure=_key_memory_anyway,
-                    requires=("anyway:KeyedRateLimiter",),
-                ),
+                Variant("anyway.KeyedRateLimiter", measure=_key_memory_anyway),
             ],
             f"tracemalloc: bytes per limited key ({MEMORY_KEYS['full']:,} keys; quick:"
             f" {MEMORY_KEYS['quick']:,})",
             kind="metric",
             unit="B/key",
-            metric_reps={"quick": 1, "full": 3},
         )
     )
     out.append(
         Case(
             family,
             "flood of distinct keys",
-            [
-                Variant(
-                    "anyway.KeyedRateLimiter",
-                    measure=_flood,
-                    requires=("anyway:KeyedRateLimiter",),
-                )
-            ],
+            [Variant("anyway.KeyedRateLimiter", measure=_flood)],
             f"most keys tracked while {FLOOD_RATE:,} new keys/s arrive (limit: 1 per key per s)",
             kind="metric",
             unit="keys",
-            backends=("asyncio", "trio"),
-            backend_reason="runs on virtual time (asyncio and trio)",
+            backends=("asyncio", "trio"),  # on virtual time
             virtual=True,
-            metric_reps={"quick": 1, "full": 1},
             baseline_value=FLOOD_RATE,
             baseline_label=f"{FLOOD_RATE:,} keys per s",
         )

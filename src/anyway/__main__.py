@@ -1,9 +1,8 @@
-"""The command line: ``python -m anyway demo`` and ``python -m anyway bench``.
+"""The command line: ``python -m anyway demo``.
 
-``demo`` runs the resilient-HTTP demo against an embedded local server.
-``bench`` runs the benchmark suite, which lives in the repository's
-``benchmarks/`` folder rather than in the installed package: run it from a
-clone (``python -m`` puts the current directory on ``sys.path``).
+``demo`` runs the resilient-HTTP demo against an embedded local server. (The
+benchmarks are a tool of the repository, not of the installed package: from
+a clone, ``nox -s bench`` or ``python -m benchmarks``.)
 """
 
 from __future__ import annotations
@@ -15,18 +14,6 @@ from collections.abc import Callable, Sequence
 from typing import cast
 
 __all__ = ["main"]
-
-_BENCH_MISSING = """\
-python -m anyway bench: the benchmark suite was not found.
-
-It lives in the benchmarks/ folder of the anyway repository, not in the
-installed package. Run it from the root of a clone of the repository:
-
-    cd anyway              # the clone: the folder that holds benchmarks/
-    nox -s bench -- --quick
-    # or, in an environment with anyway and the `bench` dependency group:
-    python -m anyway bench --quick
-"""
 
 _DEMO_MISSING = """\
 python -m anyway demo: the demo is not available in this version of anyway
@@ -42,17 +29,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     # The subcommands own their options: everything after the command name is
-    # handed to them untouched (so `bench --help` shows the benchmark's help).
+    # handed to them untouched (so `demo --help` shows the demo's help).
     commands.add_parser(
         "demo",
         help="fetch many flaky local endpoints with deadlines, retries, limits and a breaker"
         " (python -m anyway demo --help)",
-        add_help=False,
-    )
-    commands.add_parser(
-        "bench",
-        help="run the benchmark suite from a clone of the repository"
-        " (python -m anyway bench --help)",
         add_help=False,
     )
     return parser
@@ -70,14 +51,6 @@ def _load(module: str, attribute: str) -> Callable[[list[str]], int] | None:
     if function is None:
         return None
     return cast("Callable[[list[str]], int]", function)
-
-
-def _bench(argv: list[str]) -> int:
-    main = _load("benchmarks", "main")
-    if main is None or not getattr(sys.modules.get("benchmarks"), "ANYWAY_BENCHMARKS", False):
-        print(_BENCH_MISSING, file=sys.stderr, end="")
-        return 2
-    return int(main(argv))
 
 
 def _demo(argv: list[str]) -> int:
@@ -100,8 +73,6 @@ def _demo(argv: list[str]) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``python -m anyway`` with *argv* (default: ``sys.argv[1:]``); returns the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if args and args[0] == "bench":
-        return _bench(args[1:])
     if args and args[0] == "demo":
         return _demo(args[1:])
     # No command, an unknown one, or --help: argparse prints the help or the
