@@ -29,6 +29,14 @@ import pytest
 
 _START_TIMEOUT = 10.0
 
+# coredis 6.9 creates three anyio memory object streams per connection and
+# does not close them when a connection fails or a Cluster client drops one
+# (coredis/connection/_base.py): their __del__ warns. Not ours to close; the
+# Redis test modules ignore exactly that warning.
+COREDIS_UNCLOSED_STREAMS = pytest.mark.filterwarnings(
+    r"ignore:Unclosed <MemoryObject(Send|Receive)Stream:ResourceWarning"
+)
+
 
 def _free_port(*, with_bus: bool = False) -> int:
     """A TCP port free on 127.0.0.1 (and, for a cluster node, its bus port +10000)."""
