@@ -28,7 +28,7 @@ from typing import Any, Final, NoReturn
 
 import anyio
 from anyio import current_time, get_cancelled_exc_class
-from anyio.lowlevel import checkpoint_if_cancelled
+from anyio.lowlevel import checkpoint, checkpoint_if_cancelled
 
 from ._errors import RateLimitExceeded
 from ._events import CallRejected, Hook, check_hooks, emit
@@ -210,12 +210,12 @@ class RedisGcra:
             return True, _UNKNOWN, 0
         granted = reply[0] == 1
         tat = int(reply[1])
-        if granted:
-            try:
-                await checkpoint_if_cancelled()
-            except get_cancelled_exc_class():
+        try:
+            await checkpoint_if_cancelled()
+        except get_cancelled_exc_class():
+            if granted:
                 await self._give_back(key, tat, cost)
-                raise
+            raise
         return granted, tat, int(reply[2])
 
     async def _give_back(self, key: str, tat: int, cost: int) -> None:
@@ -244,7 +244,7 @@ class RedisGcra:
     # -- acquire -------------------------------------------------------------
 
     async def _acquire(self, key: str, label: str, cost: int, max_wait: float | None) -> None:
-        await checkpoint_if_cancelled()
+        # (a checkpoint: the round trip yields, and a cancellation is checked after it)
         queue = self._queues.get(key)
         due = 0.0
         if queue is None:
@@ -321,8 +321,8 @@ class RedisGcra:
         )
 
     async def _try_acquire(self, key: str, label: str, cost: int) -> bool:
-        await checkpoint_if_cancelled()
         if key in self._queues:
+            await checkpoint()
             return False  # never jump the queue of this process
         granted, _, _ = await self._take(key, cost, label, "try_acquire")
         return granted
