@@ -66,3 +66,34 @@ def test_processes_share_one_exact_limit(redis_server: RedisServer) -> None:  # 
     # no polling storm: about one round trip per grant per process
     calls = sum(r["calls"] for r in results)
     assert calls <= len(procs) * (len(grants) + 50)
+
+
+def test_without_coredis_the_import_error_names_the_extra() -> None:
+    code = (
+        "import sys; sys.modules['coredis'] = None\n"
+        "try:\n    import anyway.redis\nexcept ImportError as exc:\n    print(exc)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert "pip install 'anyway[redis]'" in out.stdout
+
+
+def test_public_names_and_pickling() -> None:
+    import pickle
+
+    import anyway.redis
+    from anyway import Rejected
+
+    for name in anyway.redis.__all__:
+        obj = getattr(anyway.redis, name)
+        if isinstance(obj, type):
+            assert obj.__module__ == "anyway.redis", name
+            assert obj.__doc__, name
+    exc = anyway.redis.RedisUnavailable("down")
+    assert isinstance(exc, Rejected)
+    copy = pickle.loads(pickle.dumps(exc))
+    assert (type(copy), str(copy), copy.retry_after) == (
+        anyway.redis.RedisUnavailable,
+        "down",
+        None,
+    )
