@@ -13,8 +13,9 @@ anyone wait, so every call is one round trip):
   trip plus the script's own work on the server;
 * ``RedisRateLimiter.acquire``: the above plus anyway's bookkeeping.
 
-Rounds alternate between the three (so load from elsewhere hits all alike)
-and the median of ``--repeat`` rounds is reported, per event loop. Then the
+Rounds alternate between the three (so load from elsewhere hits all alike);
+the medians of ``--repeat`` rounds are reported per event loop, and the
+ratios are the medians of the per-round ratios. Then the
 aggregate throughput of ``acquire`` from 1, 2 and 4 processes on one
 limit. With ``--peers-python`` (an interpreter with ``limits[async-redis]``
 and ``throttled-py[redis]``; they need other versions of coredis/redis than
@@ -224,17 +225,24 @@ def main() -> None:
 
 def report(options: argparse.Namespace, url: str) -> None:
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, {TASKS} tasks, one client")
-    print(f"{'loop':8} {'case':28} {'median ops/s':>13} {'vs raw EVALSHA':>15}")
+    print(f"{'loop':8} {'case':28} {'median ops/s':>13} {'vs raw EVALSHA':>15} {'vs raw GCRA':>12}")
     for backend in options.backends.split(","):
         try:
             results = run(backend, _rounds, url, options.ops, options.repeat)
         except ImportError as exc:
             print(f"{backend:8} skipped: {exc}")
             continue
-        floor = statistics.median(results["raw EVALSHA"])
+        # ratios are paired by round (the cases of one round ran back to back),
+        # then the median is taken: load from elsewhere cancels out
         for name, rates in results.items():
+            vs_raw = statistics.median(
+                a / b for a, b in zip(rates, results["raw EVALSHA"], strict=True)
+            )
+            vs_gcra = statistics.median(
+                a / b for a, b in zip(rates, results["raw GCRA"], strict=True)
+            )
             median = statistics.median(rates)
-            print(f"{backend:8} {name:28} {median:13,.0f} {median / floor:15.2f}")
+            print(f"{backend:8} {name:28} {median:13,.0f} {vs_raw:15.2f} {vs_gcra:12.2f}")
 
     print(f"\nscaling: RedisRateLimiter.acquire, {TASKS} tasks per process, asyncio")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), *sys.path])}

@@ -245,6 +245,7 @@ class RedisGcra:
 
     async def _acquire(self, key: str, label: str, cost: int, max_wait: float | None) -> None:
         # (a checkpoint: the round trip yields, and a cancellation is checked after it)
+        limit_at = None if max_wait is None else current_time() + max_wait
         queue = self._queues.get(key)
         due = 0.0
         if queue is None:
@@ -263,13 +264,20 @@ class RedisGcra:
                 await self._reject(label, cost, max_wait, least)
         if queue is None:
             queue = self._queues[key] = _Queue()
-        await self._wait(queue, key, label, cost, due, max_wait)
+        await self._wait(queue, key, label, cost, due, max_wait, limit_at)
 
     async def _wait(
-        self, queue: _Queue, key: str, label: str, cost: int, due: float, max_wait: float | None
+        self,
+        queue: _Queue,
+        key: str,
+        label: str,
+        cost: int,
+        due: float,
+        max_wait: float | None,
+        limit_at: float | None,
     ) -> None:
-        """Queue for *cost* units; the head asks Redis at *due* (our clock)."""
-        limit_at = None if max_wait is None else current_time() + max_wait
+        """Queue for *cost* units; the head asks Redis at *due* and gives up when
+        its grant cannot come by *limit_at* (our clock)."""
         waiter = _Waiter(cost)
         if queue.waiters:
             waiter.event = anyio.Event()
@@ -285,8 +293,8 @@ class RedisGcra:
             while True:
                 now = current_time()
                 if due > now:
-                    if limit_at is not None and due > limit_at:
-                        await self._reject(label, cost, max_wait or 0.0, due - now)
+                    if max_wait is not None and limit_at is not None and due > limit_at:
+                        await self._reject(label, cost, max_wait, due - now)
                     await anyio.sleep(due - now)
                 granted, tat, srv_now = await self._take(key, cost, label, "acquire")
                 if granted:
@@ -315,8 +323,8 @@ class RedisGcra:
     async def _reject(self, label: str, cost: int, max_wait: float, wait: float) -> NoReturn:
         await emit(CallRejected(policy=label, by="limiter", retry_after=wait), self._hooks)
         raise RateLimitExceeded(
-            f"{label}: {cost} unit(s) would be granted in {wait:.6g} s,"
-            f" later than timeout={max_wait:g} s",
+            f"{label}: {cost} unit(s) cannot be granted within timeout={max_wait:g} s"
+            f" (they would be in {wait:.6g} s)",
             retry_after=wait,
         )
 
