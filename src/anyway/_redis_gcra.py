@@ -49,6 +49,9 @@ __all__ = ["RedisGcra", "check_timeout"]
 
 _UNKNOWN: Final = -1  # no server state known (no reply yet, or failed open)
 
+# The longest a cancelled task waits, shielded, to give back a grant.
+_GIVE_BACK_LIMIT: Final = 5.0
+
 
 class _Waiter:
     __slots__ = ("cost", "event")
@@ -219,14 +222,16 @@ class RedisGcra:
         return granted, tat, int(reply[2])
 
     async def _give_back(self, key: str, tat: int, cost: int) -> None:
-        """Undo a grant nobody will use (shielded, bounded by ``redis_timeout``)."""
+        """Undo a grant nobody will use (shielded; bounded by ``redis_timeout``
+        and never longer than :data:`_GIVE_BACK_LIMIT`). If it cannot be given
+        back, the unit stays spent: never more than the limit is granted."""
         with anyio.CancelScope(shield=True), contextlib.suppress(RedisUnavailable):
             await round_trip(
                 self._client,
                 GIVE_BACK,
                 (key,),
                 (str(tat), cost * self._interval),
-                self._redis_timeout,
+                min(self._redis_timeout, _GIVE_BACK_LIMIT),
             )
 
     async def _unavailable(self, exc: RedisUnavailable, label: str, operation: str) -> None:
