@@ -15,12 +15,21 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterator
-from typing import Final
+from typing import Final, NamedTuple
 
 import anyio
 
 from ._config import test_mode
-from ._events import Event, Hook, RetryGaveUp, RetryScheduled, emit, global_hooks, log_event
+from ._events import (
+    GiveUpKind,
+    Hook,
+    PolicyEvent,
+    RetryGaveUp,
+    RetryScheduled,
+    emit,
+    global_hooks,
+    log_event,
+)
 from ._retry_notes import EarlierAttempts, link, plural, secs
 from ._retry_options import Settings
 from ._util import is_control_flow
@@ -31,6 +40,13 @@ __all__ = ["RetryLoop"]
 _logger: Final = logging.getLogger("anyway")
 
 
+class _Stop(NamedTuple):
+    """Why retrying stops: a machine-readable kind and the words for the note."""
+
+    kind: GiveUpKind
+    words: str
+
+
 def _listening() -> bool:
     """Whether anyone would see a :class:`RetryScheduled`: a global hook other
     than the default logger, or the logger at INFO. Saves building events
@@ -39,7 +55,7 @@ def _listening() -> bool:
     return len(hooks) != 1 or hooks[0] is not log_event or _logger.isEnabledFor(logging.INFO)
 
 
-async def _emit(event: Event, hooks: tuple[Hook, ...], error: BaseException | None) -> None:
+async def _emit(event: PolicyEvent, hooks: tuple[Hook, ...], error: BaseException | None) -> None:
     """Emit *event*; if a hook raises, the error being retried stays reachable."""
     try:
         await emit(event, hooks)
@@ -183,31 +199,33 @@ class RetryLoop:
             self.delays = self.settings.backoff.delays()
         return next(self.delays)
 
-    def _crossing(self, delay: float, now: float) -> str | None:
+    def _crossing(self, delay: float, now: float) -> _Stop | None:
         """Why a wait of *delay* seconds from *now* must not start, if it must not."""
         end = self.end
         if now + delay >= end:
             timeout = self.settings.timeout
-            return (
+            return _Stop(
+                "timeout",
                 f"waiting {secs(delay)} s would cross the retry timeout"
-                f" (timeout={secs(timeout or 0.0)} s, {secs(max(end - now, 0.0))} s left)"
+                f" (timeout={secs(timeout or 0.0)} s, {secs(max(end - now, 0.0))} s left)",
             )
         deadline = anyio.current_effective_deadline()  # ours (end) is later: the caller's
         if now + delay >= deadline:
-            return (
+            return _Stop(
+                "deadline",
                 f"waiting {secs(delay)} s would cross the caller's deadline"
-                f" in {secs(max(deadline - now, 0.0))} s"
+                f" in {secs(max(deadline - now, 0.0))} s",
             )
         return None
 
-    def _plan(self) -> tuple[float, str | None]:
+    def _plan(self) -> tuple[float, _Stop | None]:
         """The delay before the next attempt, or the reason to stop."""
         limit = self.max_attempts
         if limit is not None and self.attempts >= limit:
             capped = (
                 " by anyway.testing" if self.testing and limit != self.settings.attempts else ""
             )
-            return 0.0, f"no attempts left (attempts={limit}{capped})"
+            return 0.0, _Stop("attempts", f"no attempts left (attempts={limit}{capped})")
         verdict = self.verdict
         if self.zero_waits:
             delay = 0.0
@@ -234,7 +252,7 @@ class RetryLoop:
         if budget is not None:
             withdrawn = budget._withdraw()
             if withdrawn is None:
-                return delay, f"retry budget exhausted ({budget!r})"
+                return delay, _Stop("budget", f"retry budget exhausted ({budget!r})")
             self.withdrawn = withdrawn
         return delay, None
 
@@ -307,18 +325,19 @@ class RetryLoop:
         if previous is not None:
             link(error, previous)
 
-    async def give_up(self, reason: str) -> bool:
+    async def give_up(self, stop: _Stop) -> bool:
         """Stop retrying: annotate the error, tell the hooks, then raise it
         (or return ``False``: the caller returns the rejected result)."""
         error = self.error
         if error is not None:
-            self.annotate(error, reason)
+            self.annotate(error, stop.words)
         await _emit(
             RetryGaveUp(
                 policy=self.name,
                 attempts=self.attempts,
                 elapsed=self.elapsed(),
-                reason=reason,
+                reason=stop.words,
+                kind=stop.kind,
                 error=error,
                 result=self.result,
             ),
@@ -339,5 +358,9 @@ class RetryLoop:
             else f"during the wait after attempt {self.attempts}"
         )
         return await self.give_up(
-            f"the retry timeout (timeout={secs(self.settings.timeout or 0.0)} s) expired: {during}"
+            _Stop(
+                "timeout",
+                f"the retry timeout (timeout={secs(self.settings.timeout or 0.0)} s) expired:"
+                f" {during}",
+            )
         )
