@@ -26,11 +26,13 @@ from anyway import (
     CircuitState,
     DeadlineExpired,
     GiveUpKind,
+    LoopBlocked,
     PolicyEvent,
     RetryGaveUp,
     RetryScheduled,
 )
 from anyway.otel import OpenTelemetryHook, instrument
+from anyway.redis import RedisFailedOpen
 
 CLOSED, OPEN, HALF_OPEN = CircuitState.CLOSED, CircuitState.OPEN, CircuitState.HALF_OPEN
 
@@ -214,3 +216,29 @@ def test_clear_error_without_opentelemetry(monkeypatch: pytest.MonkeyPatch) -> N
         importlib.import_module("anyway.otel")
     monkeypatch.undo()
     assert importlib.import_module("anyway.otel").OpenTelemetryHook is not None
+
+
+def test_loop_stalls_and_redis_fail_open(
+    provider: MeterProvider, reader: InMemoryMetricReader
+) -> None:
+    hook = OpenTelemetryHook(meter_provider=provider)
+    hook(LoopBlocked(policy="watchdog", seconds=0.25, threshold=0.1, stack=()))
+    hook(LoopBlocked(policy="watchdog", seconds=0.5, threshold=0.1, stack=()))
+    hook(RedisFailedOpen(policy="api", operation="acquire", error=OSError("down")))
+    data = reader.get_metrics_data()
+    assert data is not None
+    metrics = {
+        metric.name: list(metric.data.data_points)
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+    }
+    assert [p.value for p in metrics["anyway.loop.blocked"]] == [2]  # type: ignore[attr-defined]
+    [histogram] = metrics["anyway.loop.blocked.duration"]
+    assert (histogram.count, histogram.sum) == (2, 0.75)  # type: ignore[attr-defined]
+    [failed_open] = metrics["anyway.redis.failed_open"]
+    assert failed_open.value == 1  # type: ignore[attr-defined]
+    assert dict(failed_open.attributes or {}) == {
+        "anyway.policy": "api",
+        "anyway.operation": "acquire",
+    }

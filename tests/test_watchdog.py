@@ -190,3 +190,13 @@ def test_block_threshold_ini_and_off_by_default(pytester: pytest.Pytester) -> No
     )
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--block-threshold must be > 0 seconds*"])
+
+
+@pytest.mark.real_time
+async def test_by_default_a_stall_is_a_warning_on_the_anyway_logger(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level("WARNING", logger="anyway"), anyway.watchdog(THRESHOLD):
+        line = _stall()
+    warnings = [r for r in caplog.records if r.name == "anyway" and r.levelname == "WARNING"]
+    assert any(f"line {line}" in r.getMessage() for r in warnings)

@@ -74,7 +74,7 @@ from ._compose import resilient as resilient
 # the seeds' remaining patterns
 from ._eventbus import EventBus as EventBus
 from ._periodic import periodic as periodic
-from ._watchdog import LoopBlocked as LoopBlocked
+from ._events import LoopBlocked as LoopBlocked
 from ._watchdog import watchdog as watchdog
 
 __version__ = "0.1.0.dev0"

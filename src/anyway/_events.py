@@ -15,9 +15,10 @@ import enum
 import inspect
 import logging
 import reprlib
+import traceback
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Literal, TypeAlias
+from typing import Final, Literal, TypeAlias
 
 __all__ = [
     "BreakerCallRecorded",
@@ -28,7 +29,9 @@ __all__ = [
     "Event",
     "GiveUpKind",
     "Hook",
+    "LoopBlocked",
     "PolicyEvent",
+    "RedisFailedOpen",
     "RetryGaveUp",
     "RetryScheduled",
     "TransitionKind",
@@ -159,6 +162,50 @@ class DeadlineExpired(PolicyEvent):
     seconds: float | None
 
 
+#: How many of the innermost frames a LoopBlocked message shows.
+_SHOWN_FRAMES: Final = 3
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoopBlocked(PolicyEvent):
+    """The event loop did not reach a checkpoint for ``seconds`` real seconds.
+
+    ``stack`` is the loop thread's stack when the stall was noticed (outermost
+    first, as :func:`traceback.extract_stack` gives it); ``frame`` is its
+    innermost entry, normally the blocking call's file and line.
+    """
+
+    seconds: float
+    threshold: float
+    stack: tuple[traceback.FrameSummary, ...]
+
+    @property
+    def frame(self) -> traceback.FrameSummary | None:
+        """The innermost frame: where the loop thread was stuck."""
+        return self.stack[-1] if self.stack else None
+
+    def __str__(self) -> str:
+        where = "".join(traceback.format_list(list(self.stack[-_SHOWN_FRAMES:]))).rstrip()
+        return (
+            f"the event loop was blocked for {self.seconds:.3f} s"
+            f" (threshold {self.threshold:g} s), in:\n{where}"
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RedisFailedOpen(PolicyEvent):
+    """Redis was unavailable and an object created with
+    ``on_unavailable="fail_open"`` let the call through unchecked.
+
+    ``operation`` says what was let through (``"acquire"``, ``"try_acquire"``,
+    a breaker store method...), ``error`` is why (a coredis error or a
+    :exc:`TimeoutError` for a round trip that took longer than
+    ``redis_timeout``)."""
+
+    operation: str
+    error: BaseException
+
+
 Hook: TypeAlias = Callable[[PolicyEvent], Awaitable[None] | None]
 """A hook: a sync or async callable taking a :class:`PolicyEvent`."""
 
@@ -224,6 +271,15 @@ def log_event(event: PolicyEvent) -> None:
                 logger.info("%s: deadline expired", event.policy)
             else:
                 logger.info("%s: deadline of %g s expired", event.policy, event.seconds)
+        case LoopBlocked():
+            logger.warning("%s", event)
+        case RedisFailedOpen():
+            logger.warning(
+                "%s: Redis unavailable, %s let through unchecked (fail_open): %r",
+                event.policy,
+                event.operation,
+                event.error,
+            )
         case _:
             logger.debug("%s", event)
 

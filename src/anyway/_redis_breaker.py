@@ -22,11 +22,10 @@ from anyio.lowlevel import checkpoint_if_cancelled
 
 from ._breaker_types import BreakerConfig, BreakerSnapshot, BreakerUpdate
 from ._breaker_windows import CountWindow
-from ._events import CircuitState, Hook, check_hooks, emit
+from ._events import CircuitState, Hook, RedisFailedOpen, check_hooks, emit
 from ._redis_breaker_script import BREAKER
 from ._redis_call import (
     OnUnavailable,
-    RedisFailedOpen,
     RedisUnavailable,
     check_client,
     check_name,

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeAlias
 
 import anyio
@@ -28,12 +27,10 @@ from coredis.exceptions import NoScriptError
 from coredis.typing import RedisError
 
 from ._errors import Rejected
-from ._events import Event
 from ._validate import check_seconds
 
 __all__ = [
     "OnUnavailable",
-    "RedisFailedOpen",
     "RedisUnavailable",
     "Script",
     "check_client",
@@ -58,20 +55,6 @@ class RedisUnavailable(Rejected):
     """
 
     _default_message = "Redis unavailable"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RedisFailedOpen(Event):
-    """Redis was unavailable and an object created with
-    ``on_unavailable="fail_open"`` let the call through unchecked.
-
-    ``operation`` says what was let through (``"acquire"``, ``"try_acquire"``,
-    a breaker store method...), ``error`` is why (a coredis error or a
-    :exc:`TimeoutError` for a round trip that took longer than
-    ``redis_timeout``)."""
-
-    operation: str
-    error: BaseException
 
 
 class Script:

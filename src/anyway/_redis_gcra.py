@@ -31,10 +31,9 @@ from anyio import current_time, get_cancelled_exc_class
 from anyio.lowlevel import checkpoint, checkpoint_if_cancelled
 
 from ._errors import RateLimitExceeded
-from ._events import CallRejected, Hook, check_hooks, emit
+from ._events import CallRejected, Hook, RedisFailedOpen, check_hooks, emit
 from ._redis_call import (
     OnUnavailable,
-    RedisFailedOpen,
     RedisUnavailable,
     check_client,
     check_name,

@@ -22,47 +22,15 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
 from types import TracebackType
-from typing import Final
 
 import anyio
 import anyio.lowlevel
 
-from ._events import Event, emit_sync
+from ._events import LoopBlocked, emit_sync
 from ._validate import check_callable, check_seconds
 
 __all__ = ["LoopBlocked", "watchdog"]
-
-#: How many of the innermost frames a LoopBlocked message shows.
-_SHOWN_FRAMES: Final = 3
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LoopBlocked(Event):
-    """The event loop did not reach a checkpoint for ``seconds`` real seconds.
-
-    ``stack`` is the loop thread's stack when the stall was noticed (outermost
-    first, as :func:`traceback.extract_stack` gives it); ``frame`` is its
-    innermost entry, normally the blocking call's file and line.
-    """
-
-    seconds: float
-    threshold: float
-    stack: tuple[traceback.FrameSummary, ...]
-
-    @property
-    def frame(self) -> traceback.FrameSummary | None:
-        """The innermost frame: where the loop thread was stuck."""
-        return self.stack[-1] if self.stack else None
-
-    def __str__(self) -> str:
-        where = "".join(traceback.format_list(list(self.stack[-_SHOWN_FRAMES:]))).rstrip()
-        return (
-            f"the event loop was blocked for {self.seconds:.3f} s"
-            f" (threshold {self.threshold:g} s), in:\n{where}"
-        )
-
 
 OnBlock = Callable[[LoopBlocked], object]
 

@@ -36,6 +36,11 @@ bulkhead's or limiter's name, or the retried function's qualified name):
     (:class:`~anyway.BreakerCallRecorded`): ``success`` or ``failure``.
 ``anyway.deadlines.expired`` (counter)
     expired deadlines (:class:`~anyway.DeadlineExpired`).
+``anyway.loop.blocked`` (counter) and ``anyway.loop.blocked.duration`` (histogram, s)
+    event-loop stalls reported by :func:`anyway.watchdog` (:class:`~anyway.LoopBlocked`).
+``anyway.redis.failed_open`` (counter, ``anyway.operation``)
+    calls let through unchecked while Redis was unavailable
+    (``on_unavailable="fail_open"``, :class:`anyway.redis.RedisFailedOpen`).
 
 The hook is synchronous and cheap (a dictionary lookup and an ``add`` per
 event), and events only happen when a policy decides something, never on
@@ -59,7 +64,9 @@ from ._events import (
     BreakerStateChanged,
     CallRejected,
     DeadlineExpired,
+    LoopBlocked,
     PolicyEvent,
+    RedisFailedOpen,
     RetryGaveUp,
     RetryScheduled,
     add_hook,
@@ -80,7 +87,10 @@ class OpenTelemetryHook:
     """
 
     __slots__ = (
+        "_blocked",
+        "_blocked_seconds",
         "_deadlines",
+        "_failed_open",
         "_give_ups",
         "_outcomes",
         "_rejections",
@@ -122,6 +132,19 @@ class OpenTelemetryHook:
             "anyway.breaker.outcomes",
             unit="{call}",
             description="Outcomes recorded by circuit breakers (with outcome_events=True)",
+        )
+        self._blocked = meter.create_counter(
+            "anyway.loop.blocked",
+            unit="{stall}",
+            description="Event-loop stalls seen by watchdog()",
+        )
+        self._blocked_seconds = meter.create_histogram(
+            "anyway.loop.blocked.duration", unit="s", description="How long each stall lasted"
+        )
+        self._failed_open = meter.create_counter(
+            "anyway.redis.failed_open",
+            unit="{call}",
+            description="Calls let through unchecked while Redis was unavailable (fail_open)",
         )
         self._deadlines = meter.create_counter(
             "anyway.deadlines.expired", unit="{deadline}", description="Deadlines that expired"
@@ -168,6 +191,13 @@ class OpenTelemetryHook:
                 )
             case DeadlineExpired():
                 self._deadlines.add(1, {"anyway.policy": policy})
+            case LoopBlocked():
+                self._blocked.add(1)
+                self._blocked_seconds.record(event.seconds)
+            case RedisFailedOpen():
+                self._failed_open.add(
+                    1, {"anyway.policy": policy, "anyway.operation": event.operation}
+                )
             case _:
                 pass  # events of later versions: nothing to record yet
 

@@ -33,9 +33,9 @@ except ImportError as _exc:  # pragma: no cover - exercised without the extra
         "anyway.redis needs coredis >= 6: install the extra with pip install 'anyway[redis]'"
     ) from _exc
 
+from ._events import RedisFailedOpen as RedisFailedOpen
 from ._redis_breaker import RedisBreakerStore as RedisBreakerStore
 from ._redis_call import OnUnavailable as OnUnavailable
-from ._redis_call import RedisFailedOpen as RedisFailedOpen
 from ._redis_call import RedisUnavailable as RedisUnavailable
 from ._redis_limiter import RedisKeyedRateLimiter as RedisKeyedRateLimiter
 from ._redis_limiter import RedisRateLimiter as RedisRateLimiter
