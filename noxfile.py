@@ -110,3 +110,10 @@ def bench(session: nox.Session) -> None:
     """The benchmark suite (``python -m anyway bench``); pass options after --."""
     session.install(".", *group("bench"))
     session.run("python", "-m", "anyway", "bench", *session.posargs)
+
+
+@nox.session(python=DEFAULT_PYTHON)
+def demo(session: nox.Session) -> None:
+    """The demo (``python -m anyway demo``) from a fresh clone; options after --, e.g. ``-- --backend trio``."""
+    session.install(".[httpx,trio]")
+    session.run("python", "-m", "anyway", "demo", *session.posargs)
