@@ -17,13 +17,32 @@ import anyio
 import pytest
 
 DOCS = Path(__file__).parent.parent / "docs"
-PAGES = ["patterns.md"]
+TUTORIAL = [
+    "timeouts",
+    "task-groups",
+    "partial-failure",
+    "retry",
+    "rate-limiting",
+    "circuit-breakers",
+    "cancellation",
+    "producer-consumer",
+    "async-generators",
+    "testing",
+    "measuring",
+]
+PAGES = [
+    "patterns.md",
+    "getting-started.md",
+    *(f"tutorial/{chapter}.md" for chapter in TUTORIAL),
+]
 _BLOCK = re.compile(r"^```python\n(.*?)^```", re.DOTALL | re.MULTILINE)
 
 
 def _examples() -> list[Any]:
     found = []
     for page in PAGES:
+        if not (DOCS / page).exists():
+            continue
         blocks = _BLOCK.findall((DOCS / page).read_text(encoding="utf-8"))
         runnable = [code for code in blocks if "anyio.run(main)" in code]
         found += [pytest.param(code, id=f"{page}-{n}") for n, code in enumerate(runnable, 1)]
