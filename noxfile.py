@@ -114,3 +114,10 @@ def bench(session: nox.Session) -> None:
     """
     session.install(".", *group("bench"))
     session.run("python", "-m", "benchmarks", *session.posargs)
+
+
+@nox.session(python=DEFAULT_PYTHON)
+def demo(session: nox.Session) -> None:
+    """The demo (``python -m anyway demo``) from a fresh clone; options after --, e.g. ``-- --backend trio``."""
+    session.install(".[httpx,trio]")
+    session.run("python", "-m", "anyway", "demo", *session.posargs)

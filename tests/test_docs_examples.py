@@ -17,7 +17,24 @@ import anyio
 import pytest
 
 DOCS = Path(__file__).parent.parent / "docs"
-PAGES = ["patterns.md"]
+TUTORIAL = [
+    "timeouts",
+    "task-groups",
+    "partial-failure",
+    "retry",
+    "rate-limiting",
+    "circuit-breakers",
+    "cancellation",
+    "producer-consumer",
+    "async-generators",
+    "testing",
+    "measuring",
+]
+PAGES = [
+    "patterns.md",
+    "getting-started.md",
+    *(f"tutorial/{chapter}.md" for chapter in TUTORIAL),
+]
 _BLOCK = re.compile(r"^```python\n(.*?)^```", re.DOTALL | re.MULTILINE)
 
 
@@ -47,4 +64,11 @@ def test_example_runs(
 
 
 def test_every_page_listed_has_examples() -> None:
-    assert len(_examples()) >= 4
+    for page in PAGES:
+        code = (DOCS / page).read_text(encoding="utf-8")
+        assert any("anyio.run(main)" in block for block in _BLOCK.findall(code)), page
+
+
+def test_every_tutorial_chapter_is_listed() -> None:
+    chapters = {path.stem for path in (DOCS / "tutorial").glob("*.md")} - {"index"}
+    assert chapters == set(TUTORIAL)
