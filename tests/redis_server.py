@@ -33,8 +33,14 @@ _START_TIMEOUT = 10.0
 # does not close them when a connection fails or a Cluster client drops one
 # (coredis/connection/_base.py): their __del__ warns. Not ours to close; the
 # Redis test modules ignore exactly that warning.
-COREDIS_UNCLOSED_STREAMS = pytest.mark.filterwarnings(
-    r"ignore:Unclosed <MemoryObject(Send|Receive)Stream:ResourceWarning"
+# The garbage is collected at the end of each such test (the conftest's
+# collect_coredis_streams fixture), so that its warning never lands in a later,
+# unrelated test that does not ignore it.
+COREDIS_UNCLOSED_STREAMS = (
+    pytest.mark.filterwarnings(
+        r"ignore:Unclosed <MemoryObject(Send|Receive)Stream:ResourceWarning"
+    ),
+    pytest.mark.usefixtures("collect_coredis_streams"),
 )
 
 

@@ -27,7 +27,7 @@ from redis_server import (
     redis_server,  # noqa: F401
 )
 
-pytestmark = [pytest.mark.anyio, pytest.mark.real_time, COREDIS_UNCLOSED_STREAMS]
+pytestmark = [pytest.mark.anyio, pytest.mark.real_time, *COREDIS_UNCLOSED_STREAMS]
 
 CLOSED, OPEN, HALF_OPEN = CircuitState.CLOSED, CircuitState.OPEN, CircuitState.HALF_OPEN
 

@@ -13,7 +13,7 @@ import pytest
 from anyway.redis import RedisKeyedRateLimiter, RedisRateLimiter
 from redis_server import COREDIS_UNCLOSED_STREAMS, RedisClusterServers, redis_cluster  # noqa: F401
 
-pytestmark = [pytest.mark.anyio, pytest.mark.real_time, COREDIS_UNCLOSED_STREAMS]
+pytestmark = [pytest.mark.anyio, pytest.mark.real_time, *COREDIS_UNCLOSED_STREAMS]
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from anyway import CallRejected, Event, RateLimitExceeded
 from anyway.redis import RedisKeyedRateLimiter, RedisRateLimiter
 from redis_server import COREDIS_UNCLOSED_STREAMS, Recorder, RedisServer, redis_server, worst_window  # noqa: F401
 
-pytestmark = [pytest.mark.anyio, pytest.mark.real_time, COREDIS_UNCLOSED_STREAMS]
+pytestmark = [pytest.mark.anyio, pytest.mark.real_time, *COREDIS_UNCLOSED_STREAMS]
 
 Limiter = RedisRateLimiter | RedisKeyedRateLimiter
 

@@ -20,7 +20,7 @@ from anyway import CallRejected, Event, Rejected
 from anyway.redis import RedisFailedOpen, RedisKeyedRateLimiter, RedisRateLimiter, RedisUnavailable
 from redis_server import COREDIS_UNCLOSED_STREAMS, RedisServer, own_redis_server  # noqa: F401
 
-pytestmark = [pytest.mark.anyio, pytest.mark.real_time, COREDIS_UNCLOSED_STREAMS]
+pytestmark = [pytest.mark.anyio, pytest.mark.real_time, *COREDIS_UNCLOSED_STREAMS]
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections import Counter
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -46,12 +46,14 @@ def clock(anyio_backend: Any) -> Clock:
     return clock_for(anyio_backend)
 
 
+#: The user property that tells a test report which loop and clock it ran on.
+_CLOCK_PROPERTY = "anyway_clock"
+
+
 class _BackendCounter:
     """Counts the tests that ran (passed or failed) on each loop and clock."""
 
     def __init__(self) -> None:
-        # node id -> (loop, foreign clock or None)
-        self.by_item: dict[str, tuple[str, str | None]] = {}
         self.loops: Counter[str] = Counter()
         self.foreign: Counter[str] = Counter()
         self.ran = False
@@ -74,20 +76,23 @@ class _BackendCounter:
                 continue
             kept.append(item)
             foreign = foreign_clock(param)
-            self.by_item[item.nodeid] = (
-                backend_id(param),
-                None if foreign is None else foreign.name,
+            # on the item's reports, so that pytest-xdist's workers pass it on
+            item.user_properties.append(
+                (_CLOCK_PROPERTY, (backend_id(param), None if foreign is None else foreign.name))
             )
         if deselected:
             config.hook.pytest_deselected(items=deselected)
             items[:] = kept
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        clock = self.by_item.get(report.nodeid)
+        clock = next(
+            (value for name, value in report.user_properties if name == _CLOCK_PROPERTY), None
+        )
         if clock is None:
             return
         self.ran = True
-        loop, foreign = clock
+        # a tuple here, a list when it came through pytest-xdist
+        loop, foreign = cast("tuple[str, str | None]", tuple(cast("list[object]", clock)))
         self.foreign_ran |= foreign is not None
         if report.when == "call" and not report.skipped:
             self.loops[loop] += 1
