@@ -4,15 +4,17 @@ cancellation safety, bad input. Every test runs on every loop."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
+from types import SimpleNamespace
 from typing import Any
 
 import anyio
 import pytest
 
 from anyway import Bulkhead, BulkheadFull, CallRejected, Event
-from anyway.testing import backend_id
+from anyway.testing import backend_id, fresh_backend
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.foreign_clocks]
 
 
 class Crowd:
@@ -251,3 +253,52 @@ def test_bad_construction(
 ) -> None:
     with pytest.raises(error, match=match):
         Bulkhead(*args, **kwargs)
+
+
+MODULE_LEVEL = Bulkhead(1, max_waiting=1)  # created at import time
+
+
+def run_fresh(main: Callable[[], Awaitable[Any]], request: pytest.FixtureRequest) -> Any:
+    """``anyio.run(main)`` on this test's backend, with a fresh loop and clock."""
+    param = request.node.callspec.params["anyio_backend"]
+    backend = fresh_backend(SimpleNamespace(param=param, node=request.node))
+    name, options = backend if isinstance(backend, tuple) else (backend, {})
+    return anyio.run(main, backend=name, backend_options=options)
+
+
+def test_a_bulkhead_from_import_time_works_in_each_run(
+    anyio_backend: Any, request: pytest.FixtureRequest
+) -> None:
+    # Each run ends with a holder and a waiter inside (cancelled with the
+    # run's task group): the next run starts empty, its events on its loop.
+    def run_once() -> tuple[list[str], int]:
+        async def main() -> tuple[list[str], int]:
+            order: list[str] = []
+            rejected = 0
+
+            async def call(name: str, hold: float) -> None:
+                nonlocal rejected
+                try:
+                    async with MODULE_LEVEL:
+                        order.append(name)
+                        await anyio.sleep(hold)
+                except BulkheadFull:
+                    rejected += 1
+
+            async with anyio.create_task_group() as tg:
+                for name, hold in (("a", 1.0), ("b", 10.0), ("c", 1.0)):
+                    tg.start_soon(call, name, hold)  # a holds, b waits, c is rejected
+                    await anyio.sleep(0.25)
+                assert (MODULE_LEVEL.active, MODULE_LEVEL.waiting) == (1, 1)
+                await anyio.sleep(1)  # a leaves, b enters
+                tg.start_soon(call, "d", 10.0)  # waits
+                tg.start_soon(call, "e", 10.0)  # rejected
+                await anyio.sleep(0.25)
+                tg.cancel_scope.cancel()  # the run ends with b holding, d waiting
+            return order, rejected
+
+        return run_fresh(main, request)  # type: ignore[no-any-return]
+
+    assert run_once() == (["a", "b"], 2)
+    assert run_once() == (["a", "b"], 2)
+    assert (MODULE_LEVEL.active, MODULE_LEVEL.waiting) == (0, 0)

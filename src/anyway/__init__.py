@@ -51,7 +51,7 @@ from ._retry import retrying as retrying
 
 # limits
 from ._bulkhead import Bulkhead as Bulkhead
-from ._ratelimit import KeyedRateLimiter as KeyedRateLimiter
+from ._keyed import KeyedRateLimiter as KeyedRateLimiter
 from ._ratelimit import RateLimiter as RateLimiter
 
 # circuit breaker and composition

@@ -50,7 +50,7 @@ from ._events import (
     log_event,
     remove_hook,
 )
-from ._ratelimit import KeyedRateLimiter
+from ._keyed import KeyedRateLimiter
 from ._tasks import map_all
 
 __all__ = ["main"]
