@@ -27,12 +27,12 @@ import outcome
 import pytest
 
 import anyway
+from anyway import KeyedRateLimiter, RateLimiter
 from anyway._backoff import Backoff
 from anyway._breaker import CircuitBreaker
 from anyway._deadline import deadline
 from anyway._errors import CircuitOpen, DeadlineExceeded
 from anyway._events import CircuitState, Event, RetryGaveUp, RetryScheduled
-from anyway._ratelimit import KeyedRateLimiter, RateLimiter
 from anyway._retry import RetryBudget
 from anyway.httpx import (
     DEFAULT_RETRY_METHODS,
