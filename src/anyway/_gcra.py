@@ -38,6 +38,8 @@ from typing import Final, NoReturn, TypeAlias
 
 import anyio
 from anyio import current_time
+from anyio.abc import AsyncBackend
+from anyio.lowlevel import current_token
 
 from ._errors import RateLimitExceeded
 from ._events import CallRejected, Hook, check_hooks, emit
@@ -102,6 +104,7 @@ class Gcra:
     """Configuration and the algorithm shared by both limiters."""
 
     __slots__ = (
+        "_backend",
         "_burst",
         "_exact",
         "_hooks",
@@ -156,9 +159,10 @@ class Gcra:
         self._name = name
         self._hooks = check_hooks(hooks)
         self._waiting = 0
-        # The event loop the state belongs to (None: not used yet). Another
-        # loop has another clock: the limiter starts over there.
+        # The event loop the state belongs to and its AnyIO backend (None: not
+        # used yet). Another loop has another clock: the limiter starts over.
         self._loop: object = None
+        self._backend: type[AsyncBackend] | None = None
 
     # -- introspection -------------------------------------------------------
 
@@ -199,6 +203,35 @@ class Gcra:
         if key is not NO_KEY:
             policy = f"{policy}[{key!r}]"
         return policy
+
+    # -- the event loop ------------------------------------------------------
+
+    def _here(self) -> type[AsyncBackend]:
+        """The running loop's AnyIO backend; the state starts over first if
+        this is not the loop it was used in last.
+
+        Asking the backend of the last loop for the running loop is the cheap
+        way to know it is the same (``anyio.lowlevel.current_token()`` looks the
+        backend up and builds a token on every call, about as much as the rest
+        of an uncontended acquire); under another backend that question raises
+        RuntimeError, and the slow path looks the backend up.
+        """
+        backend = self._backend
+        try:
+            if backend is not None and backend.current_token() is self._loop:
+                return backend
+        except RuntimeError:  # the last loop's backend is not the one running here
+            pass
+        token = current_token()
+        self._loop = token.native_token
+        self._backend = backend = token.backend_class
+        self._waiting = 0
+        self._start_over()
+        return backend
+
+    def _start_over(self) -> None:
+        """Forget the state of another event loop: behave as if created here."""
+        raise NotImplementedError
 
     # -- arguments -----------------------------------------------------------
 

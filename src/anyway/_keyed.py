@@ -9,12 +9,8 @@ from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Final, final
 
-from anyio import current_time
-from anyio.lowlevel import checkpoint
-
 from ._events import Hook
 from ._gcra import REL_TOL, Bucket, Cost, Gcra
-from ._util import current_loop
 from ._validate import check_seconds
 
 __all__ = ["KeyedRateLimiter"]
@@ -86,10 +82,9 @@ class KeyedRateLimiter(Gcra):
         buckets = self._buckets
         if buckets:
             try:
-                now = current_time()
+                now = self._here().current_time()
             except RuntimeError:  # no event loop here: the count as it stands
                 return len(buckets)
-            self._here()
             buckets = self._buckets
             if now >= self._sweep_after:
                 self._sweep(now, None, len(buckets))
@@ -100,14 +95,9 @@ class KeyedRateLimiter(Gcra):
         (``if limiter:`` must not depend on ``len()``)."""
         return True
 
-    def _here(self) -> None:
-        """Start over if this is another event loop than last time."""
-        loop = current_loop()
-        if loop is not self._loop:
-            self._loop = loop
-            self._buckets = OrderedDict()
-            self._sweep_after = -float("inf")
-            self._waiting = 0
+    def _start_over(self) -> None:
+        self._buckets = OrderedDict()
+        self._sweep_after = -float("inf")
 
     def _sweep(self, now: float, keep: Bucket | None, most: int = _SWEEP) -> None:
         """Drop up to *most* recovered keys from the front (the oldest grants).
@@ -138,7 +128,6 @@ class KeyedRateLimiter(Gcra):
     def _grant_now(self, key: Hashable, now: float, cost: Cost) -> Bucket | None:
         """Grant at once if *key* has nobody waiting and *cost* conforms
         (``None``); else return the key's bucket, to wait on."""
-        self._here()
         buckets = self._buckets
         b = buckets.get(key)
         if now >= self._sweep_after:
@@ -164,8 +153,9 @@ class KeyedRateLimiter(Gcra):
         units: Cost = 1 if cost == 1 and type(cost) is int else self._check_cost(cost)
         if timeout is not None:
             timeout = check_seconds("timeout", timeout, allow_inf=True)
-        await checkpoint()
-        now = current_time()
+        backend = self._here()  # see RateLimiter.acquire
+        await backend.checkpoint()
+        now = backend.current_time()
         b = self._grant_now(key, now, units)
         if b is not None:
             await self._wait(b, units, timeout, now, key)
@@ -175,7 +165,8 @@ class KeyedRateLimiter(Gcra):
         """Take *cost* units for *key* if they are available right now and
         nobody is waiting for that key; never waits."""
         units: Cost = 1 if cost == 1 and type(cost) is int else self._check_cost(cost)
-        return self._grant_now(key, current_time(), units) is None
+        now = self._here().current_time()
+        return self._grant_now(key, now, units) is None
 
     def limit(self, key: Hashable) -> AbstractAsyncContextManager[None]:
         """An async context manager taking one unit for *key*:

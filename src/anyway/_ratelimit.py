@@ -7,12 +7,8 @@ from collections.abc import Iterable
 from types import TracebackType
 from typing import final
 
-from anyio import current_time
-from anyio.lowlevel import checkpoint
-
 from ._events import Hook
 from ._gcra import NO_KEY, Bucket, Cost, Gcra
-from ._util import current_loop
 from ._validate import check_seconds
 
 __all__ = ["RateLimiter"]
@@ -83,14 +79,8 @@ class RateLimiter(Gcra):
     def __repr__(self) -> str:
         return f"<RateLimiter{self._describe()} waiting={self._waiting}>"
 
-    def _here(self) -> Bucket:
-        """The bucket, started over if this is another event loop than last time."""
-        loop = current_loop()
-        if loop is not self._loop:
-            self._loop = loop
-            self._bucket = Bucket()
-            self._waiting = 0
-        return self._bucket
+    def _start_over(self) -> None:
+        self._bucket = Bucket()
 
     # timeout= is not a deadline for the call: it decides up front whether to
     # wait at all, and the grant time is known exactly, so it must be a parameter.
@@ -106,9 +96,12 @@ class RateLimiter(Gcra):
         units: Cost = 1 if cost == 1 and type(cost) is int else self._check_cost(cost)
         if timeout is not None:
             timeout = check_seconds("timeout", timeout, allow_inf=True)
-        await checkpoint()
-        b = self._here()
-        now = current_time()
+        # The backend's own checkpoint and clock: what anyio.lowlevel.checkpoint()
+        # and anyio.current_time() call, without looking the backend up again.
+        backend = self._here()
+        await backend.checkpoint()
+        b = self._bucket
+        now = backend.current_time()
         if b.waiters is None and self._take(b, now, units):
             return
         await self._wait(b, units, timeout, now, NO_KEY)
@@ -117,17 +110,20 @@ class RateLimiter(Gcra):
         """Take *cost* units if they are available right now and nobody is
         waiting; never waits. Returns whether the units were taken."""
         units: Cost = 1 if cost == 1 and type(cost) is int else self._check_cost(cost)
-        b = self._here()
-        return b.waiters is None and self._take(b, current_time(), units)
+        now = self._here().current_time()
+        b = self._bucket
+        return b.waiters is None and self._take(b, now, units)
 
     def wait_time(self, cost: float = 1) -> float:
         """Seconds a call to ``acquire(cost)`` made now would wait (``0.0`` when
         it would be granted at once), counting the tasks already waiting."""
         checked = self._check_cost(cost)
-        return self._wait_time(self._here(), checked)
+        self._here()
+        return self._wait_time(self._bucket, checked)
 
-    async def __aenter__(self) -> None:
-        await self.acquire()
+    # ``async with limiter:`` is acquire() itself (one unit, no timeout): one
+    # path, and no extra coroutine frame on the fast path.
+    __aenter__ = acquire
 
     async def __aexit__(
         self,

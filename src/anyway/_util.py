@@ -16,7 +16,6 @@ from types import CoroutineType
 from typing import Any, Final, TypeVar
 
 import anyio
-from anyio.lowlevel import current_token
 
 __all__ = [
     "NotAwaitableError",
@@ -24,7 +23,6 @@ __all__ = [
     "check_async_function",
     "check_callable_arg",
     "check_late_binding",
-    "current_loop",
     "is_async_function",
     "is_control_flow",
     "name_of",
@@ -165,13 +163,3 @@ def is_control_flow(exc: BaseException) -> bool:
     if isinstance(exc, never):
         return True
     return isinstance(exc, BaseExceptionGroup) and exc.subgroup(never) is not None
-
-
-def current_loop() -> object:
-    """An object that identifies the running event loop (one per ``anyio.run``).
-
-    Primitives that outlive one event loop compare it with the one they last
-    ran in: a new loop has a new clock, so time-based state from the old one
-    means nothing there (design.md, "Primitives that outlive one event loop").
-    """
-    return current_token().native_token
