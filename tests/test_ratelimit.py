@@ -25,7 +25,7 @@ from anyway import (
     RateLimitExceeded,
     map_all,
 )
-from anyway.testing import fresh_backend
+from anyway.testing import fresh_backend, virtual_time_options
 
 # Every test also runs on clocks nobody here wrote: looptime (time in whole
 # microseconds) and trio's MockClock. Grant times are asserted where the
@@ -732,6 +732,28 @@ def test_a_limiter_from_import_time_starts_over_in_each_run(
     second = run_once()
     assert first == pytest.approx([0, 1, 2], abs=0.5)  # (uvloop: accelerated real time)
     assert second == pytest.approx(first, abs=0.5)
+
+
+def test_a_limiter_moves_between_backends() -> None:
+    # asyncio, then Trio, then asyncio again (each on a fresh virtual clock
+    # starting at 0): each run sees a limiter as if created there.
+    pytest.importorskip("trio")
+    limiter = RateLimiter(2, burst=2)
+    keyed = KeyedRateLimiter(2, burst=2)
+
+    async def main() -> tuple[list[float], list[bool]]:
+        t0 = anyio.current_time()
+        times = []
+        whole_bursts = []
+        for _ in range(4):
+            await limiter.acquire()
+            times.append(anyio.current_time() - t0)
+            whole_bursts.append(keyed.try_acquire("k", 2))
+        return times, whole_bursts
+
+    for name in ("asyncio", "trio", "asyncio", "trio"):
+        result = anyio.run(main, backend=name, backend_options=virtual_time_options(name))
+        assert result == ([0.0, 0.0, 0.5, 1.0], [True, False, False, True]), name
 
 
 async def test_a_limiter_used_before_in_another_loop_waits_nothing_here(clock: Any) -> None:
