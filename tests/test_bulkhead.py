@@ -4,15 +4,14 @@ cancellation safety, bad input. Every test runs on every loop."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from types import SimpleNamespace
 from typing import Any
 
 import anyio
 import pytest
 
 from anyway import Bulkhead, BulkheadFull, CallRejected, Event
-from anyway.testing import backend_id, fresh_backend
+from anyway.testing import backend_id
+from limit_helpers import run_fresh
 
 pytestmark = [pytest.mark.anyio, pytest.mark.foreign_clocks]
 
@@ -262,14 +261,6 @@ def test_bad_construction(
 MODULE_LEVEL = Bulkhead(1, max_waiting=1)  # created at import time
 
 
-def run_fresh(main: Callable[[], Awaitable[Any]], request: pytest.FixtureRequest) -> Any:
-    """``anyio.run(main)`` on this test's backend, with a fresh loop and clock."""
-    param = request.node.callspec.params["anyio_backend"]
-    backend = fresh_backend(SimpleNamespace(param=param, node=request.node))
-    name, options = backend if isinstance(backend, tuple) else (backend, {})
-    return anyio.run(main, backend=name, backend_options=options)
-
-
 def test_a_bulkhead_from_import_time_works_in_each_run(
     anyio_backend: Any, request: pytest.FixtureRequest
 ) -> None:
@@ -301,7 +292,7 @@ def test_a_bulkhead_from_import_time_works_in_each_run(
                 tg.cancel_scope.cancel()  # the run ends with b holding, d waiting
             return order, rejected
 
-        return run_fresh(main, request)  # type: ignore[no-any-return]
+        return run_fresh(main, request)
 
     assert run_once() == (["a", "b"], 2)
     assert run_once() == (["a", "b"], 2)

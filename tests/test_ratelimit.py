@@ -1,15 +1,14 @@
-"""RateLimiter and KeyedRateLimiter: exact GCRA grant times, burst, timeout,
-FIFO, cancellation, bounded memory, bad input. Every test runs on every loop."""
+"""RateLimiter and KeyedRateLimiter (on one key): exact GCRA grant times,
+burst, timeout, FIFO, cancellation at each await point, fractional costs, a
+new event loop, clocks that move in steps, bad input. Every test runs on every
+loop, foreign clocks included (KeyedRateLimiter's own behaviour: test_keyed.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import math
-import re
 import threading
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Callable
 from fractions import Fraction
-from types import SimpleNamespace
 from typing import Any
 
 import anyio
@@ -25,69 +24,14 @@ from anyway import (
     RateLimitExceeded,
     map_all,
 )
-from anyway.testing import fresh_backend, virtual_time_options
+from anyway.testing import virtual_time_options
+from limit_helpers import Recorder, acquire, at_times, both, run_fresh, try_acquire, wait_time
 
 # Every test also runs on clocks nobody here wrote: looptime (time in whole
 # microseconds) and trio's MockClock. Grant times are asserted where the
 # interval is a binary fraction (exact on every clock); elsewhere a quantized
 # clock grants at its first reading at or after the exact time.
 pytestmark = [pytest.mark.anyio, pytest.mark.foreign_clocks]
-
-Limiter = RateLimiter | KeyedRateLimiter
-
-
-async def _acquire(limiter: Limiter, cost: int = 1, key: Hashable = "k", **kw: Any) -> None:
-    if isinstance(limiter, KeyedRateLimiter):
-        await limiter.acquire(key, cost, **kw)
-    else:
-        await limiter.acquire(cost, **kw)
-
-
-def _try(limiter: Limiter, cost: int = 1, key: Hashable = "k") -> bool:
-    if isinstance(limiter, KeyedRateLimiter):
-        return limiter.try_acquire(key, cost)
-    return limiter.try_acquire(cost)
-
-
-def _wait_time(limiter: Limiter, cost: int = 1, key: Hashable = "k") -> float:
-    if isinstance(limiter, KeyedRateLimiter):
-        return limiter.wait_time(key, cost)
-    return limiter.wait_time(cost)
-
-
-def both(rate: float, per: float = 1.0, **kw: Any) -> list[Any]:
-    return [
-        pytest.param(lambda **extra: RateLimiter(rate, per, **kw, **extra), id="single"),
-        pytest.param(lambda **extra: KeyedRateLimiter(rate, per, **kw, **extra), id="keyed"),
-    ]
-
-
-class Recorder:
-    """Starts acquirers at given times and records when each was granted."""
-
-    def __init__(self, limiter: Limiter, clock: Any) -> None:
-        self.limiter = limiter
-        self.t0 = clock.now()
-        self.clock = clock
-        self.granted: dict[str, float] = {}
-        self.order: list[str] = []
-        self.scopes: dict[str, anyio.CancelScope] = {}
-
-    async def acquire(self, name: str, at: float, cost: int = 1, key: Hashable = "k") -> None:
-        scope = self.scopes[name] = anyio.CancelScope()
-        with scope:
-            await anyio.sleep_until(self.t0 + at)
-            await _acquire(self.limiter, cost, key)
-            self.granted[name] = self.clock.now() - self.t0
-            self.order.append(name)
-
-    async def cancel(self, name: str, at: float) -> None:
-        await anyio.sleep_until(self.t0 + at)
-        self.scopes[name].cancel()
-
-    def times(self) -> dict[str, Any]:
-        return {name: self.clock.approx(t) for name, t in self.granted.items()}
-
 
 # --- exact grant times -----------------------------------------------------------
 
@@ -98,7 +42,7 @@ async def test_evenly_spaced_grants(make: Any, clock: Any) -> None:
     t0 = clock.now()
     times = []
     for _ in range(5):
-        await _acquire(limiter)
+        await acquire(limiter)
         times.append(clock.now() - t0)
     assert times == [clock.approx(t) for t in (0.0, 0.5, 1.0, 1.5, 2.0)]
 
@@ -134,23 +78,23 @@ async def test_burst_then_steady_rate_then_burst_again(make: Any, clock: Any) ->
     t0 = clock.now()
     times = []
     for _ in range(5):
-        await _acquire(limiter)
+        await acquire(limiter)
         times.append(clock.now() - t0)
     # 3 at once, then one every 1/3 s
     assert times == [clock.approx(t) for t in (0, 0, 0, 1 / 3, 2 / 3)]
     await anyio.sleep(5)  # fully recovered: a whole burst again
-    assert [_try(limiter) for _ in range(4)] == [True, True, True, False]
+    assert [try_acquire(limiter) for _ in range(4)] == [True, True, True, False]
 
 
 @pytest.mark.parametrize("make", both(1, per=2.0, burst=2))
 async def test_cost_consumes_several_units(make: Any, clock: Any) -> None:
     limiter = make()  # one unit every 2 s, bursts of 2
     t0 = clock.now()
-    await _acquire(limiter, 2)
+    await acquire(limiter, 2)
     assert clock.now() - t0 == clock.approx(0)
-    await _acquire(limiter, 1)
+    await acquire(limiter, 1)
     assert clock.now() - t0 == clock.approx(2)
-    await _acquire(limiter, 2)  # needs 2 free units: TAT 6 - 2*2
+    await acquire(limiter, 2)  # needs 2 free units: TAT 6 - 2*2
     assert clock.now() - t0 == clock.approx(6)
 
 
@@ -174,32 +118,6 @@ async def test_window_never_exceeds_rate_plus_burst_minus_one(clock: Any) -> Non
     assert sorted(grants) == [clock.approx(t) for t in expected]
     busiest = max(sum(1 for g in expected if start <= g < start + 1.0) for start in expected)
     assert busiest == 10
-
-
-class ManualClockLoop(asyncio.SelectorEventLoop):
-    """An event loop whose clock reads whatever the test sets: to ask the
-    limiters at exact float times, through the public API only (nothing here
-    sleeps; acquire is only called when it is granted at once)."""
-
-    now = 0.0
-
-    def time(self) -> float:
-        return self.now
-
-
-def at_times(body: Callable[[Callable[[float], None]], Awaitable[None]]) -> None:
-    """Run *body* with a function that sets the clock."""
-
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        assert isinstance(loop, ManualClockLoop)
-
-        def set_time(t: float) -> None:
-            loop.now = t
-
-        await body(set_time)
-
-    anyio.run(main, backend="asyncio", backend_options={"loop_factory": ManualClockLoop})
 
 
 def test_decisions_are_exact_where_floats_are_not() -> None:
@@ -306,20 +224,6 @@ def test_window_bound_on_adversarial_float_times(
         assert in_window <= bound if whole else in_window < bound
 
 
-def test_len_keeps_a_key_until_it_has_recovered() -> None:
-    async def body(set_time: Callable[[float], None]) -> None:
-        limiter = KeyedRateLimiter(1, burst=3)
-        assert limiter.try_acquire("hot", 3)  # recovered at exactly 3
-        set_time(math.nextafter(3.0, 0))
-        assert len(limiter) == 1
-        set_time(3.0)
-        assert len(limiter) == 1  # exactly recovered: kept, as the operations do
-        set_time(3.001)
-        assert len(limiter) == 0
-
-    at_times(body)
-
-
 # --- try_acquire and timeout -------------------------------------------------------
 
 
@@ -327,12 +231,12 @@ def test_len_keeps_a_key_until_it_has_recovered() -> None:
 async def test_try_acquire_never_waits(make: Any, clock: Any) -> None:
     limiter = make()  # one unit per 4 s, bursts of 2
     t0 = clock.now()
-    assert _try(limiter, 2)
-    assert not _try(limiter)
+    assert try_acquire(limiter, 2)
+    assert not try_acquire(limiter)
     assert clock.now() - t0 == clock.approx(0)
     await anyio.sleep(5)  # one unit back at 4, the next at 8
-    assert _try(limiter)
-    assert not _try(limiter)
+    assert try_acquire(limiter)
+    assert not try_acquire(limiter)
 
 
 @pytest.mark.parametrize("make", both(1))
@@ -340,9 +244,9 @@ async def test_timeout_raises_at_once_with_retry_after(make: Any, clock: Any) ->
     events: list[Event] = []
     limiter = make(hooks=events.append)
     t0 = clock.now()
-    await _acquire(limiter)
+    await acquire(limiter)
     with pytest.raises(RateLimitExceeded) as info:
-        await _acquire(limiter, timeout=0.5)
+        await acquire(limiter, timeout=0.5)
     assert clock.now() - t0 == clock.approx(0)  # did not wait
     assert info.value.retry_after == clock.approx(1.0)
     assert "later than timeout=0.5 s" in str(info.value)
@@ -351,12 +255,12 @@ async def test_timeout_raises_at_once_with_retry_after(make: Any, clock: Any) ->
     assert event.by == "limiter"
     assert event.retry_after == clock.approx(1.0)
     # exactly at the timeout is fine, and so is math.inf
-    await _acquire(limiter, timeout=1.0)
+    await acquire(limiter, timeout=1.0)
     assert clock.now() - t0 == clock.approx(1.0)
-    await _acquire(limiter, timeout=math.inf)
+    await acquire(limiter, timeout=math.inf)
     assert clock.now() - t0 == clock.approx(2.0)
     await anyio.sleep(5)
-    await _acquire(limiter, timeout=0)  # conforms now: granted even with no time to wait
+    await acquire(limiter, timeout=0)  # conforms now: granted even with no time to wait
 
 
 async def test_timeout_counts_the_queue(clock: Any) -> None:
@@ -378,18 +282,6 @@ async def test_timeout_counts_the_queue(clock: Any) -> None:
     assert limiter.wait_time(2) == clock.approx(2.0)
 
 
-async def test_keyed_timeout_names_the_key(clock: Any) -> None:
-    events: list[Event] = []
-    limiter = KeyedRateLimiter(1, name="api", hooks=[events.append])
-    await limiter.acquire("alice")
-    with pytest.raises(RateLimitExceeded, match=r"api\['alice'\]: 1 unit\(s\)"):
-        await limiter.acquire("alice", timeout=0.25)
-    await limiter.acquire("bob", timeout=0)  # another key is not limited
-    assert [e.policy for e in events] == ["api['alice']"]
-    assert limiter.wait_time("alice") == clock.approx(1.0)
-    assert limiter.wait_time("carol") == 0.0
-
-
 # --- FIFO --------------------------------------------------------------------------
 
 
@@ -400,13 +292,13 @@ async def test_big_cost_is_not_starved_by_small_ones(make: Any, clock: Any) -> N
     # own (at 1 and 2), but none may overtake "big".
     limiter = make()
     rec = Recorder(limiter, clock)
-    await _acquire(limiter, 3)
+    await acquire(limiter, 3)
     async with anyio.create_task_group() as tg:
         tg.start_soon(rec.acquire, "big", 0.1, 3)
         for i, at in enumerate((0.5, 1.0, 1.5, 2.0, 2.5)):
             tg.start_soon(rec.acquire, f"small{i}", at)
         await anyio.sleep(1.25)
-        assert not _try(limiter)  # a unit is free, but "big" is waiting
+        assert not try_acquire(limiter)  # a unit is free, but "big" is waiting
     assert rec.order == ["big", "small0", "small1", "small2", "small3", "small4"]
     assert rec.times() == {
         "big": clock.approx(3.0),
@@ -474,10 +366,10 @@ async def test_acquire_is_a_checkpoint(make: Any, clock: Any) -> None:
     limiter = make()
     with anyio.CancelScope() as scope:
         scope.cancel()
-        await _acquire(limiter)
+        await acquire(limiter)
         pytest.fail("acquire did not check for cancellation")  # pragma: no cover
     assert scope.cancelled_caught
-    assert _try(limiter)  # the cancelled call took nothing
+    assert try_acquire(limiter)  # the cancelled call took nothing
 
     ran = []
 
@@ -488,7 +380,7 @@ async def test_acquire_is_a_checkpoint(make: Any, clock: Any) -> None:
     async with anyio.create_task_group() as tg:
         tg.start_soon(other)
         for _ in range(10):  # never has to wait, but yields to other tasks
-            await _acquire(unlimited)
+            await acquire(unlimited)
         assert ran
 
 
@@ -500,155 +392,6 @@ async def test_async_with_is_a_checkpoint() -> None:
             pytest.fail("entered a cancelled scope")  # pragma: no cover
     assert scope.cancelled_caught
     assert limiter.try_acquire()
-
-
-# --- KeyedRateLimiter --------------------------------------------------------------
-
-
-def tracked(limiter: KeyedRateLimiter) -> int:
-    """The keys held, without the sweep that ``len()`` does first: what the
-    operations alone leave behind (the repr shows it)."""
-    match = re.search(r" keys=(\d+) ", repr(limiter))
-    assert match is not None
-    return int(match.group(1))
-
-
-async def test_keys_are_independent(clock: Any) -> None:
-    limiter = KeyedRateLimiter(1, burst=2)
-    t0 = clock.now()
-    for key in ("a", "b", "c"):
-        async with limiter.limit(key):
-            pass
-        await limiter.acquire(key)
-    assert clock.now() - t0 == clock.approx(0)
-    assert len(limiter) == 3
-    assert not limiter.try_acquire("a")
-    async with limiter.limit("a"):
-        assert clock.now() - t0 == clock.approx(1)
-
-
-async def test_flood_of_keys_keeps_memory_bounded(clock: Any) -> None:
-    # 10 per second per key, burst 2: a key that took a whole burst is fully
-    # recovered 0.2 s later. 10,000 distinct keys arrive in batches of 100
-    # every 0.05 s: only the keys granted within the last 0.2 s (the current
-    # batch and the 4 before it) are tracked, never the whole flood.
-    limiter = KeyedRateLimiter(10, burst=2)
-    sizes = []
-    for batch in range(100):
-        for i in range(100):
-            assert limiter.try_acquire((batch, i), 2)
-        sizes.append(tracked(limiter))
-        await anyio.sleep(0.05)
-    assert max(sizes) <= 500
-    await anyio.sleep(1)
-    for _ in range(125):  # each operation sweeps a few recovered keys
-        limiter.try_acquire("late")
-    assert tracked(limiter) == 1
-
-
-async def test_limited_key_is_never_reset_by_a_flood(clock: Any) -> None:
-    # One unit per second, bursts of 3. "hot" takes a whole burst at 0 (full
-    # again at 3); 100 other keys take one unit each every 0.5 s. A key is
-    # kept at most burst * per / rate = 3 s after its grant, so the flood is
-    # swept as it goes, but "hot" is never reset: its next burst comes at 3.
-    limiter = KeyedRateLimiter(1, burst=3)
-    t0 = clock.now()
-    await limiter.acquire("hot", 3)
-    sizes = []
-    for batch in range(10):  # up to 4.5 s
-        for i in range(100):
-            assert limiter.try_acquire((batch, i))
-        sizes.append(tracked(limiter))
-        if clock.now() - t0 < 2.5:
-            assert not limiter.try_acquire("hot", 3)
-        await anyio.sleep(0.5)
-    assert max(sizes) <= 7 * 100 + 1
-    assert sizes[-1] < 10 * 100
-
-
-async def test_keys_with_waiters_are_never_dropped(clock: Any) -> None:
-    limiter = KeyedRateLimiter(1, per=3.0)  # one unit per 3 s
-    rec = Recorder(limiter, clock)
-    await limiter.acquire("slow")
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(rec.acquire, "w1", 0.0, 1, "slow")
-        tg.start_soon(rec.acquire, "w2", 0.5, 1, "slow")
-        for step in range(10):  # others sweep the front again and again
-            await anyio.sleep(0.5)
-            for i in range(20):
-                assert limiter.try_acquire((step, i))
-    assert rec.times() == {"w1": clock.approx(3.0), "w2": clock.approx(6.0)}
-    assert limiter.waiting == 0
-
-
-async def test_recovered_key_is_dropped_and_comes_back_fresh(clock: Any) -> None:
-    limiter = KeyedRateLimiter(1, burst=4)
-    await limiter.acquire("a", 4)  # full again at 4
-    await anyio.sleep(2)  # half recovered: kept
-    assert limiter.try_acquire("b", 4)  # full again at 6
-    assert len(limiter) == 2
-    await anyio.sleep(2.5)  # "a" fully recovered, "b" still limited
-    assert limiter.try_acquire("c")
-    assert len(limiter) == 2  # "a" dropped
-    assert limiter.try_acquire("a", 4)  # a fresh key: a whole burst
-
-
-async def test_len_drops_recovered_keys_without_another_acquire(clock: Any) -> None:
-    limiter = KeyedRateLimiter(1, burst=2)  # a key recovers 2 s after its last grant
-    for key in range(100):
-        await limiter.acquire(key)
-    assert len(limiter) == 100
-    await anyio.sleep(100)
-    assert tracked(limiter) == 100  # nothing has swept them yet
-    assert len(limiter) == 0  # len() does, at once
-    assert "keys=0" in repr(limiter)
-    assert limiter.try_acquire(0, 2)  # a fresh key: a whole burst
-
-
-async def test_len_keeps_keys_still_limited(clock: Any) -> None:
-    limiter = KeyedRateLimiter(1, burst=3)
-    t0 = clock.now()
-    for key in range(50):
-        assert limiter.try_acquire(key)  # recovered 1 s later
-    await anyio.sleep(0.5)
-    assert limiter.try_acquire("hot", 3)  # recovered 3 s after its grant, at 3.5
-    await anyio.sleep(1.5)  # at 2: the 50 keys recovered, "hot" half-way
-    assert len(limiter) == 1
-    assert not limiter.try_acquire("hot", 2)  # not reset
-    assert limiter.wait_time("hot", 3) == clock.approx(1.5)
-    await anyio.sleep(1.5)  # at 3.5, exactly recovered
-    assert clock.now() - t0 == clock.approx(3.5)
-    await anyio.sleep(1)
-    assert len(limiter) == 0
-
-
-async def test_len_never_drops_a_key_with_waiters(clock: Any) -> None:
-    limiter = KeyedRateLimiter(1, burst=3)  # one unit per second per key
-    rec = Recorder(limiter, clock)
-    await limiter.acquire("a", 3)  # "a" in front, limited until 3
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(rec.acquire, "w", 0.0, 3, "a")  # 3 more units for "a": at 3
-        await anyio.sleep(0.5)
-        for key in ("b", "c"):
-            await limiter.acquire(key)  # recovered at 1.5
-        await anyio.sleep(2)  # at 2.5: "b" and "c" recovered; "a" has a waiter
-        assert len(limiter) == 1
-        assert limiter.waiting == 1
-    assert rec.times() == {"w": clock.approx(3)}
-    assert len(limiter) == 1  # "a", limited again until 6
-
-
-def test_len_outside_an_event_loop_is_the_count_as_it_stands() -> None:
-    limiter = KeyedRateLimiter(1)
-
-    async def use() -> None:
-        for key in range(3):
-            assert limiter.try_acquire(key)
-
-    assert len(limiter) == 0
-    anyio.run(use)
-    assert len(limiter) == 3  # no loop, no clock: nothing swept
-    assert KeyedRateLimiter(1)  # a limiter is true even with no keys tracked
 
 
 # --- fractional and weighted costs ---------------------------------------------------
@@ -690,14 +433,6 @@ async def test_weighted_costs_limit_bytes_per_second(clock: Any) -> None:
 
 
 # --- a new event loop --------------------------------------------------------------
-
-
-def run_fresh(main: Callable[[], Awaitable[Any]], request: pytest.FixtureRequest) -> Any:
-    """``anyio.run(main)`` on this test's backend, with a fresh loop and clock."""
-    param = request.node.callspec.params["anyio_backend"]
-    backend = fresh_backend(SimpleNamespace(param=param, node=request.node))
-    name, options = backend if isinstance(backend, tuple) else (backend, {})
-    return anyio.run(main, backend=name, backend_options=options)
 
 
 MODULE_LEVEL = RateLimiter(1)  # created at import time, as the README does
@@ -781,11 +516,11 @@ async def test_cancelled_while_holding_gives_nothing_back_and_loses_nothing(
     limiter = make()
     t0 = clock.now()
     with anyio.move_on_after(0.5):
-        await _acquire(limiter)
+        await acquire(limiter)
         await anyio.sleep(10)
-    assert not _try(limiter)
-    assert _wait_time(limiter) == clock.approx(0.5)
-    await _acquire(limiter)
+    assert not try_acquire(limiter)
+    assert wait_time(limiter) == clock.approx(0.5)
+    await acquire(limiter)
     assert clock.now() - t0 == clock.approx(1.0)
 
 
@@ -798,12 +533,12 @@ async def test_cancelled_during_a_slow_rejection_hook(make: Any, clock: Any) -> 
         await anyio.sleep(10)
 
     limiter = make(hooks=slow_hook)
-    await _acquire(limiter)
+    await acquire(limiter)
     with anyio.move_on_after(0.25) as scope:
-        await _acquire(limiter, timeout=0.5)
+        await acquire(limiter, timeout=0.5)
     assert scope.cancelled_caught
     assert limiter.waiting == 0
-    assert _wait_time(limiter) == clock.approx(0.75)
+    assert wait_time(limiter) == clock.approx(0.75)
 
 
 @pytest.mark.parametrize("make", both(1, per=4.0))
@@ -821,11 +556,11 @@ async def test_cancelled_head_and_middle_waiters_and_timeouts(make: Any, clock: 
         tg.start_soon(rec.cancel, "d", 6.0)  # in the middle
         await anyio.sleep(2.5)
         with pytest.raises(RateLimitExceeded):
-            await _acquire(limiter, timeout=4.0)  # behind 4 others: rejected at once
+            await acquire(limiter, timeout=4.0)  # behind 4 others: rejected at once
     assert rec.order == ["a", "c", "e"]
     assert rec.times() == {"a": clock.approx(0), "c": clock.approx(4), "e": clock.approx(8)}
     assert limiter.waiting == 0
-    assert _wait_time(limiter) == clock.approx(4.0)
+    assert wait_time(limiter) == clock.approx(4.0)
 
 
 # --- never spin --------------------------------------------------------------------
@@ -938,12 +673,12 @@ def test_bad_construction(
 async def test_bad_cost(make: Any, cost: Any, error: type, match: str) -> None:
     limiter = make()
     with pytest.raises(error, match=match):
-        await _acquire(limiter, cost)
+        await acquire(limiter, cost)
     with pytest.raises(error, match=match):
-        _try(limiter, cost)
+        try_acquire(limiter, cost)
     with pytest.raises(error, match=match):
-        _wait_time(limiter, cost)
-    assert _try(limiter, 2)  # nothing was taken
+        wait_time(limiter, cost)
+    assert try_acquire(limiter, 2)  # nothing was taken
 
 
 @pytest.mark.parametrize("make", both(1))
@@ -959,7 +694,7 @@ async def test_bad_cost(make: Any, cost: Any, error: type, match: str) -> None:
 )
 async def test_bad_timeout(make: Any, value: Any, error: type, match: str) -> None:
     with pytest.raises(error, match=match):
-        await _acquire(make(), timeout=value)
+        await acquire(make(), timeout=value)
 
 
 # --- audit ---------------------------------------------------------------------
