@@ -202,6 +202,23 @@ async def test_cancelled_holder_frees_its_slot(clock: Any) -> None:
     assert bulkhead.active == 0
 
 
+async def test_cancelled_during_a_slow_rejection_hook(clock: Any) -> None:
+    # A rejection emits CallRejected to the hooks first; a hook that awaits
+    # can be cancelled there: the cancellation propagates (not BulkheadFull)
+    # and nothing is taken or leaked.
+    async def slow_hook(event: Event) -> None:
+        await anyio.sleep(10)
+
+    bulkhead = Bulkhead(1, hooks=slow_hook)
+    async with bulkhead:
+        with anyio.move_on_after(0.5) as scope:
+            async with bulkhead:
+                pytest.fail("entered a full bulkhead")  # pragma: no cover
+        assert scope.cancelled_caught
+        assert (bulkhead.active, bulkhead.waiting) == (1, 0)
+    assert (bulkhead.active, bulkhead.waiting) == (0, 0)
+
+
 async def test_entering_is_a_checkpoint(clock: Any) -> None:
     bulkhead = Bulkhead(1)
     with anyio.CancelScope() as scope:

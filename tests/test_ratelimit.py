@@ -563,6 +563,27 @@ async def test_cancelled_head_and_middle_waiters_and_timeouts(make: Any, clock: 
     assert wait_time(limiter) == clock.approx(4.0)
 
 
+@pytest.mark.parametrize("make", both(1, per=4.0))
+async def test_cancelled_waiter_with_a_timeout_consumes_nothing(make: Any, clock: Any) -> None:
+    # A timeout that can be met admits the waiter; cancelled while it waits,
+    # it takes nothing: the next one is granted as if it had never asked.
+    limiter = make()
+    rec = Recorder(limiter, clock)
+    await acquire(limiter)  # next unit at 4
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(rec.acquire, "b", 1.0)
+
+        async def with_timeout() -> None:
+            with rec.scopes.setdefault("a", anyio.CancelScope()):
+                await acquire(limiter, timeout=5.0)
+                pytest.fail("granted although cancelled")  # pragma: no cover
+
+        tg.start_soon(with_timeout)  # queued first, due at 4
+        tg.start_soon(rec.cancel, "a", 2.0)
+    assert rec.times() == {"b": clock.approx(4.0)}
+    assert limiter.waiting == 0
+
+
 # --- never spin --------------------------------------------------------------------
 
 
