@@ -4,9 +4,11 @@ cancellation safety, bad input. Every test runs on every loop."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from anyway import Bulkhead, BulkheadFull, CallRejected, Event
@@ -283,29 +285,41 @@ def test_a_bulkhead_from_import_time_works_in_each_run(
 ) -> None:
     # Each run ends with a holder and a waiter inside (cancelled with the
     # run's task group): the next run starts empty, its events on its loop.
+    # Steps wait for states, not for time, so real time (uvloop) runs them
+    # in the same order.
     def run_once() -> tuple[list[str], int]:
         async def main() -> tuple[list[str], int]:
             order: list[str] = []
             rejected = 0
+            release = {name: anyio.Event() for name in ("a", "b", "d")}
 
-            async def call(name: str, hold: float) -> None:
+            async def call(name: str) -> None:
                 nonlocal rejected
                 try:
                     async with MODULE_LEVEL:
                         order.append(name)
-                        await anyio.sleep(hold)
+                        await release[name].wait()
                 except BulkheadFull:
                     rejected += 1
 
+            async def until(condition: Callable[[], bool]) -> None:
+                while not condition():
+                    await anyio.lowlevel.checkpoint()
+
             async with anyio.create_task_group() as tg:
-                for name, hold in (("a", 1.0), ("b", 10.0), ("c", 1.0)):
-                    tg.start_soon(call, name, hold)  # a holds, b waits, c is rejected
-                    await anyio.sleep(0.25)
+                tg.start_soon(call, "a")  # holds
+                await until(lambda: MODULE_LEVEL.active == 1)
+                tg.start_soon(call, "b")  # waits
+                await until(lambda: MODULE_LEVEL.waiting == 1)
+                tg.start_soon(call, "c")  # rejected
+                await until(lambda: rejected == 1)
+                release["a"].set()  # a leaves, b enters
+                await until(lambda: order == ["a", "b"])
+                tg.start_soon(call, "d")  # waits
+                await until(lambda: MODULE_LEVEL.waiting == 1)
+                tg.start_soon(call, "e")  # rejected
+                await until(lambda: rejected == 2)
                 assert (MODULE_LEVEL.active, MODULE_LEVEL.waiting) == (1, 1)
-                await anyio.sleep(1)  # a leaves, b enters
-                tg.start_soon(call, "d", 10.0)  # waits
-                tg.start_soon(call, "e", 10.0)  # rejected
-                await anyio.sleep(0.25)
                 tg.cancel_scope.cancel()  # the run ends with b holding, d waiting
             return order, rejected
 
