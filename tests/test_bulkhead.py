@@ -4,15 +4,18 @@ cancellation safety, bad input. Every test runs on every loop."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from anyway import Bulkhead, BulkheadFull, CallRejected, Event
 from anyway.testing import backend_id
+from limit_helpers import run_fresh
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.foreign_clocks]
 
 
 class Crowd:
@@ -201,6 +204,23 @@ async def test_cancelled_holder_frees_its_slot(clock: Any) -> None:
     assert bulkhead.active == 0
 
 
+async def test_cancelled_during_a_slow_rejection_hook(clock: Any) -> None:
+    # A rejection emits CallRejected to the hooks first; a hook that awaits
+    # can be cancelled there: the cancellation propagates (not BulkheadFull)
+    # and nothing is taken or leaked.
+    async def slow_hook(event: Event) -> None:
+        await anyio.sleep(10)
+
+    bulkhead = Bulkhead(1, hooks=slow_hook)
+    async with bulkhead:
+        with anyio.move_on_after(0.5) as scope:
+            async with bulkhead:
+                pytest.fail("entered a full bulkhead")  # pragma: no cover
+        assert scope.cancelled_caught
+        assert (bulkhead.active, bulkhead.waiting) == (1, 0)
+    assert (bulkhead.active, bulkhead.waiting) == (0, 0)
+
+
 async def test_entering_is_a_checkpoint(clock: Any) -> None:
     bulkhead = Bulkhead(1)
     with anyio.CancelScope() as scope:
@@ -239,6 +259,10 @@ async def test_properties() -> None:
         ((1.5,), {}, TypeError, "max_concurrent must be a whole number, got 1.5"),
         ((True,), {}, TypeError, "max_concurrent must be a whole number, got True"),
         ((None,), {}, TypeError, "max_concurrent must be a whole number, got None"),
+        ((float("nan"),), {}, TypeError, "max_concurrent must be a whole number, got nan"),
+        ((float("inf"),), {}, TypeError, "max_concurrent must be a whole number, got inf"),
+        ((1,), {"max_waiting": float("nan")}, TypeError, "max_waiting must be a whole number"),
+        ((1,), {"max_waiting": float("-inf")}, TypeError, "max_waiting must be a whole number"),
         ((1,), {"max_waiting": -1}, ValueError, "max_waiting must be >= 0, got -1"),
         ((1,), {"max_waiting": 2.0}, TypeError, "max_waiting must be a whole number"),
         ((1,), {"max_waiting": False}, TypeError, "max_waiting must be a whole number"),
@@ -251,3 +275,56 @@ def test_bad_construction(
 ) -> None:
     with pytest.raises(error, match=match):
         Bulkhead(*args, **kwargs)
+
+
+MODULE_LEVEL = Bulkhead(1, max_waiting=1)  # created at import time
+
+
+def test_a_bulkhead_from_import_time_works_in_each_run(
+    anyio_backend: Any, request: pytest.FixtureRequest
+) -> None:
+    # Each run ends with a holder and a waiter inside (cancelled with the
+    # run's task group): the next run starts empty, its events on its loop.
+    # Steps wait for states, not for time, so real time (uvloop) runs them
+    # in the same order.
+    def run_once() -> tuple[list[str], int]:
+        async def main() -> tuple[list[str], int]:
+            order: list[str] = []
+            rejected = 0
+            release = {name: anyio.Event() for name in ("a", "b", "d")}
+
+            async def call(name: str) -> None:
+                nonlocal rejected
+                try:
+                    async with MODULE_LEVEL:
+                        order.append(name)
+                        await release[name].wait()
+                except BulkheadFull:
+                    rejected += 1
+
+            async def until(condition: Callable[[], bool]) -> None:
+                while not condition():
+                    await anyio.lowlevel.checkpoint()
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(call, "a")  # holds
+                await until(lambda: MODULE_LEVEL.active == 1)
+                tg.start_soon(call, "b")  # waits
+                await until(lambda: MODULE_LEVEL.waiting == 1)
+                tg.start_soon(call, "c")  # rejected
+                await until(lambda: rejected == 1)
+                release["a"].set()  # a leaves, b enters
+                await until(lambda: order == ["a", "b"])
+                tg.start_soon(call, "d")  # waits
+                await until(lambda: MODULE_LEVEL.waiting == 1)
+                tg.start_soon(call, "e")  # rejected
+                await until(lambda: rejected == 2)
+                assert (MODULE_LEVEL.active, MODULE_LEVEL.waiting) == (1, 1)
+                tg.cancel_scope.cancel()  # the run ends with b holding, d waiting
+            return order, rejected
+
+        return run_fresh(main, request)
+
+    assert run_once() == (["a", "b"], 2)
+    assert run_once() == (["a", "b"], 2)
+    assert (MODULE_LEVEL.active, MODULE_LEVEL.waiting) == (0, 0)

@@ -56,7 +56,7 @@ from ._retrying import retrying as retrying
 
 # limits
 from ._bulkhead import Bulkhead as Bulkhead
-from ._ratelimit import KeyedRateLimiter as KeyedRateLimiter
+from ._keyed import KeyedRateLimiter as KeyedRateLimiter
 from ._ratelimit import RateLimiter as RateLimiter
 
 # circuit breaker and composition
