@@ -52,8 +52,19 @@ def _pytest(session: nox.Session, *extra: str) -> None:
         "HYPOTHESIS_PROFILE": os.environ.get("HYPOTHESIS_PROFILE", "ci"),
     }
     session.run("coverage", "erase", env=env)
-    session.run("coverage", "run", "-m", "pytest", *extra, *session.posargs, env=env)
-    session.run("coverage", "report", "--skip-covered", env=env)
+    # Two workers (pytest-xdist) on the machine's cores; pytest-cov measures
+    # them and writes one branch-coverage file per session.
+    workers = os.environ.get("ANYWAY_TEST_WORKERS", "auto")
+    session.run(
+        "pytest",
+        *(["-n", workers] if workers != "0" else []),
+        "--cov=anyway",
+        "--cov-branch",
+        "--cov-report=term-missing:skip-covered",
+        *extra,
+        *session.posargs,
+        env=env,
+    )
 
 
 @nox.session(python=PYTHONS)
@@ -81,9 +92,11 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python=DEFAULT_PYTHON)
 def typing(session: nox.Session) -> None:
-    """mypy --strict on the package and on tests/typing (the pinned API types)."""
+    """mypy --strict on the package and on tests/typing (the pinned API types),
+    and pyright's type completeness of the public API (must be 100 %)."""
     session.install(".", *group("typing"))
     session.run("mypy", "--strict")
+    session.run("pyright", "--verifytypes", "anyway", "--ignoreexternal")
 
 
 @nox.session(python=DEFAULT_PYTHON)

@@ -69,7 +69,7 @@ class watchdog:
     )
 
     def __init__(self, threshold: float = 0.1, *, on_block: OnBlock | None = None) -> None:
-        self.threshold = check_seconds(
+        self.threshold: float = check_seconds(
             "threshold", threshold, allow_zero=False, hint="; real seconds, e.g. threshold=0.1"
         )
         if on_block is not None:

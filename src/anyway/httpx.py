@@ -18,10 +18,10 @@ from __future__ import annotations
 
 try:
     import httpx as _httpx  # noqa: F401 - only to explain a missing extra
-except ImportError as exc:
+except ImportError as _missing:
     raise ImportError(
         'anyway.httpx needs httpx: pip install "anyway[httpx]" (or pip install httpx)'
-    ) from exc
+    ) from _missing
 
 from typing import Final, TypeAlias
 

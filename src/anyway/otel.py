@@ -53,10 +53,10 @@ from typing import TYPE_CHECKING
 
 try:
     from opentelemetry import metrics as _metrics
-except ImportError as exc:
+except ImportError as _missing:
     raise ImportError(
         "anyway.otel needs the OpenTelemetry API: pip install 'anyway[otel]' (or opentelemetry-api)"
-    ) from exc
+    ) from _missing
 
 from . import __version__
 from ._events import (

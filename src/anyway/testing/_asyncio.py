@@ -102,7 +102,7 @@ class VirtualTimeEventLoop(asyncio.SelectorEventLoop):
             raise ValueError(
                 f"autojump_threshold must be a finite number >= 0, got {autojump_threshold!r}"
             )
-        self.autojump_threshold = float(autojump_threshold)
+        self.autojump_threshold: float = float(autojump_threshold)
 
     def __repr__(self) -> str:
         return (

@@ -77,11 +77,11 @@ class Clock:
         late_tolerance: float | None = None,
         resolution: float = 0.0,
     ) -> None:
-        self.backend = backend
-        self.virtual = virtual
-        self.tolerance = tolerance
-        self.late_tolerance = tolerance if late_tolerance is None else late_tolerance
-        self.resolution = resolution
+        self.backend: str = backend
+        self.virtual: bool = virtual
+        self.tolerance: float = tolerance
+        self.late_tolerance: float = tolerance if late_tolerance is None else late_tolerance
+        self.resolution: float = resolution
 
     def __repr__(self) -> str:
         return (
