@@ -185,7 +185,9 @@ class Settings:
         self.on: RetryOn = on
         self.types: tuple[type[BaseException], ...] | None = types or None
         self.predicate: Predicate | None = predicate
-        self.circuit_open_ok: bool = not types or any(t is CircuitOpen or t is Rejected for t in types)
+        self.circuit_open_ok: bool = not types or any(
+            t is CircuitOpen or t is Rejected for t in types
+        )
         self.attempts: int | None = attempts
         self.timeout: float | None = timeout
         self.backoff: Backoff = backoff
