@@ -95,14 +95,14 @@ class VirtualTimeEventLoop(asyncio.SelectorEventLoop):
         install("asyncio")  # count anyio.to_thread calls made on this loop
         self._anyway_now = 0.0
         self._anyway_busy_threads = 0
-        self.autojump_threshold = 0.0
+        self.autojump_threshold: float = 0.0
         super().__init__(_VirtualSelector(selectors.DefaultSelector(), self))
         if not (autojump_threshold >= 0 and math.isfinite(autojump_threshold)):
             self.close()
             raise ValueError(
                 f"autojump_threshold must be a finite number >= 0, got {autojump_threshold!r}"
             )
-        self.autojump_threshold: float = float(autojump_threshold)
+        self.autojump_threshold = float(autojump_threshold)
 
     def __repr__(self) -> str:
         return (
