@@ -226,9 +226,20 @@ class AdaptiveLimiter:
             f" in_flight={self._in_flight} waiting={len(self._waiters)}>"
         )
 
+    def _check_run(self) -> None:
+        """Start afresh on first use in an event loop (nothing outside one)."""
+        try:
+            run = _current_run()
+        except RuntimeError:  # no event loop here: the state as it was left
+            return
+        if run is not self._run:
+            self._run = run
+            self._reset()
+
     @property
     def limit(self) -> int:
         """How many calls may be inside at once right now."""
+        self._check_run()
         return int(self._limit)
 
     @property
@@ -250,8 +261,9 @@ class AdaptiveLimiter:
         """A frozen snapshot: the limit, the calls inside and waiting, the
         successes and failures counted, the baseline latency and the last
         window's mean latency (seconds, ``None`` until known)."""
+        self._check_run()
         return AdaptiveLimiterStatistics(
-            limit=self.limit,
+            limit=int(self._limit),
             in_flight=self._in_flight,
             waiting=len(self._waiters),
             successes=self._successes,
@@ -264,10 +276,8 @@ class AdaptiveLimiter:
 
     async def __aenter__(self) -> None:
         await checkpoint()
-        run = _current_run()
-        if run is not self._run:  # first use in this event loop: start afresh
-            self._run = run
-            self._reset()
+        if _RUN.get(None) is not self._run or self._run is None:
+            self._check_run()  # first use in this event loop: start afresh
         # Nobody waits while there is room: a leaving task hands its place
         # straight to the oldest waiter, so a newcomer never jumps the queue.
         if self._waiters or self._in_flight >= int(self._limit):
