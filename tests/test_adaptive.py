@@ -103,7 +103,7 @@ def test_bad_arguments_name_the_parameter(
 
 def test_options_are_keyword_only() -> None:
     with pytest.raises(TypeError):
-        AdaptiveLimiter(10)  # type: ignore[misc]
+        AdaptiveLimiter(10)  # type: ignore[call-arg]
 
 
 async def test_defaults_repr_and_frozen_statistics() -> None:
@@ -190,6 +190,7 @@ async def test_a_latency_rise_shrinks_the_limit() -> None:
     assert first.old == grown
     assert first.baseline == pytest.approx(1.0, abs=0.05)
     assert first.latency is not None
+    assert first.baseline is not None
     assert first.latency > 1.25 * first.baseline  # (a window may mix 1 s and 4 s calls)
     # cut in proportion, at most by half in one window
     expected = max(0.5, first.baseline / first.latency) * first.old
@@ -357,14 +358,13 @@ async def test_a_place_handed_to_a_waiter_cancelled_at_that_moment_goes_to_the_n
         async with limiter:
             order.append("c")
 
-    async with anyio.create_task_group() as tg:
-        async with limiter:
-            tg.start_soon(b)
-            await anyio.sleep(0.1)
-            tg.start_soon(c)
-            await anyio.sleep(0.1)
-            assert stats(limiter).waiting == 2
-            b_scope.cancel()  # b is handed the place as it is cancelled
+    async with anyio.create_task_group() as tg, limiter:
+        tg.start_soon(b)
+        await anyio.sleep(0.1)
+        tg.start_soon(c)
+        await anyio.sleep(0.1)
+        assert stats(limiter).waiting == 2
+        b_scope.cancel()  # b is handed the place as it is cancelled
     assert order == ["c"]
     assert (stats(limiter).in_flight, stats(limiter).waiting) == (0, 0)
     assert stats(limiter).successes == 2  # the holder and c; b is no sample
