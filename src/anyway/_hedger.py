@@ -226,9 +226,20 @@ class Hedger:
             f" extra={self._extra} tokens={self._tokens / _UNIT:.2f}>"
         )
 
+    def _check_run(self) -> None:
+        """Start afresh on first use in an event loop (nothing outside one)."""
+        try:
+            run = _current_run()
+        except RuntimeError:  # no event loop here: the state as it was left
+            return
+        if run is not self._run:
+            self._run = run
+            self._reset()
+
     def statistics(self) -> HedgerStatistics:
         """A frozen snapshot: calls, extra copies, tokens left, the current
         delay and how many samples it comes from."""
+        self._check_run()
         return HedgerStatistics(
             calls=self._calls,
             extra=self._extra,
@@ -261,14 +272,11 @@ class Hedger:
     async def __call__(self, fn: Callable[[Unpack[Ts]], Awaitable[T]], *args: *Ts) -> T:
         """Call ``fn(*args)``, hedged (see the class documentation)."""
         check_callable_arg("fn", fn)
-        run = _current_run()
-        if run is not self._run:  # first use in this event loop: start afresh
-            self._run = run
-            self._reset()
+        self._check_run()  # first use in this event loop: start afresh
+        first = call_async("fn", fn, *args)  # not awaitable: NotAwaitableError, here
         delay = self._delay()  # None during the warm-up
         self._calls += 1
         self._tokens = min(self._burst, self._tokens + self._deposit)
-        first = call_async("fn", fn, *args)  # not awaitable: NotAwaitableError, here
         try:
             async with anyio.create_task_group() as tg:
                 contest: _Contest[T] = _Contest(tg.cancel_scope)
