@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.anyio, pytest.mark.foreign_clocks]
 
 SETTINGS = settings(
     deadline=None,
-    max_examples=25,
+    max_examples=15,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 
@@ -135,7 +135,7 @@ async def test_defaults_repr_and_frozen_statistics() -> None:
 async def test_grows_while_latency_stays_steady_and_the_limit_is_used() -> None:
     events: list[Event] = []
     limiter = AdaptiveLimiter(initial=4, hooks=events.append)
-    seen = await saturate(limiter, workers=30, hold=1.0, rounds=8)
+    seen = await saturate(limiter, workers=30, hold=3.0, rounds=6)  # (see below: 3 s)
     assert seen == sorted(seen)  # never shrinks
     changes = [(e.old, e.new, e.reason) for e in events if isinstance(e, LimitChanged)]
     # +sqrt(limit) per window of max(10, limit // 2) samples that used the limit
@@ -145,7 +145,7 @@ async def test_grows_while_latency_stays_steady_and_the_limit_is_used() -> None:
         (8, 11, "growth"),
         (11, 14, "growth"),
     ]
-    assert stats(limiter).baseline == pytest.approx(1.0, abs=0.05)
+    assert stats(limiter).baseline == pytest.approx(3.0, abs=0.2)
 
 
 async def test_an_idle_limit_does_not_grow() -> None:
@@ -156,12 +156,14 @@ async def test_an_idle_limit_does_not_grow() -> None:
     assert stats(limiter).successes == 50
 
 
-@SETTINGS
+@settings(SETTINGS, max_examples=10)
 @given(
-    # (not 0: on uvloop's accelerated real time a call that does not wait
-    # takes whatever the scheduler's jitter is, which is not steady)
-    hold=st.sampled_from([0.5, 1.0]),
-    batches=st.lists(st.integers(1, 40), min_size=1, max_size=6),
+    # Seconds, long enough that on uvloop's accelerated real time (1 s is
+    # 20 ms) a loaded machine's scheduling jitter stays well under the 25 %
+    # the limiter tolerates; a call that does not wait at all takes whatever
+    # that jitter is there, which is not a steady latency.
+    hold=st.sampled_from([2.0, 3.0]),
+    batches=st.lists(st.integers(1, 40), min_size=1, max_size=3),
     initial=st.integers(1, 30),
 )
 async def test_steady_latency_without_failures_never_shrinks(
