@@ -279,12 +279,16 @@ async def test_an_unhedged_failure_is_a_group_of_one() -> None:
     assert [str(e) for e in info.value.exceptions] == ["attempt 1"]
 
 
-async def test_a_base_exception_propagates_as_itself() -> None:
-    async def interrupted() -> None:
-        raise KeyboardInterrupt
+class Halt(BaseException):
+    """Not an Exception (like KeyboardInterrupt, which pytest itself would catch)."""
 
-    with pytest.raises(KeyboardInterrupt):
-        await Hedger()(interrupted)
+
+async def test_a_base_exception_propagates_as_itself() -> None:
+    async def halted() -> None:
+        raise Halt
+
+    with pytest.raises(Halt):
+        await Hedger()(halted)
 
 
 # --- cancellation at each await point ------------------------------------------------------
