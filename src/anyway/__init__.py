@@ -77,6 +77,13 @@ from ._periodic import periodic as periodic
 from ._events import LoopBlocked as LoopBlocked
 from ._watchdog import watchdog as watchdog
 
+# adaptive
+from ._adaptive import AdaptiveLimiter as AdaptiveLimiter
+from ._adaptive import AdaptiveLimiterStatistics as AdaptiveLimiterStatistics
+from ._adaptive import LimitChanged as LimitChanged
+from ._hedger import Hedger as Hedger
+from ._hedger import HedgerStatistics as HedgerStatistics
+
 __version__ = "0.1.0.dev0"
 
 __all__ = [  # noqa: RUF022 - grouped by area, sorted within each group
@@ -143,6 +150,12 @@ __all__ = [  # noqa: RUF022 - grouped by area, sorted within each group
     "LoopBlocked",
     "periodic",
     "watchdog",
+    # adaptive
+    "AdaptiveLimiter",
+    "AdaptiveLimiterStatistics",
+    "Hedger",
+    "HedgerStatistics",
+    "LimitChanged",
 ]
 
 
