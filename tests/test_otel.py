@@ -26,6 +26,7 @@ from anyway import (
     CircuitState,
     DeadlineExpired,
     GiveUpKind,
+    LimitChanged,
     LoopBlocked,
     PolicyEvent,
     RetryGaveUp,
@@ -242,3 +243,13 @@ def test_loop_stalls_and_redis_fail_open(
         "anyway.policy": "api",
         "anyway.operation": "acquire",
     }
+
+
+def test_adaptive_limit_changes(provider: MeterProvider, reader: InMemoryMetricReader) -> None:
+    hook = OpenTelemetryHook(meter_provider=provider)
+    hook(LimitChanged(policy="db", old=10, new=13, reason="growth", latency=0.01, baseline=0.01))
+    hook(LimitChanged(policy="db", old=13, new=7, reason="latency", latency=0.05, baseline=0.01))
+    got = points(reader)
+    assert got[key("anyway.limiter.limit", policy="db")] == -3
+    assert got[key("anyway.limiter.limit_changes", policy="db", reason="growth")] == 1
+    assert got[key("anyway.limiter.limit_changes", policy="db", reason="latency")] == 1

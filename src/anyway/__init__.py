@@ -80,7 +80,7 @@ from ._watchdog import watchdog as watchdog
 # adaptive
 from ._adaptive import AdaptiveLimiter as AdaptiveLimiter
 from ._adaptive import AdaptiveLimiterStatistics as AdaptiveLimiterStatistics
-from ._adaptive import LimitChanged as LimitChanged
+from ._events import LimitChanged as LimitChanged
 from ._hedger import Hedger as Hedger
 from ._hedger import HedgerStatistics as HedgerStatistics
 

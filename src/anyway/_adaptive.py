@@ -42,11 +42,11 @@ from typing import Final, final
 import anyio
 from anyio.lowlevel import RunVar, checkpoint
 
-from ._events import Event, Hook, check_hooks, emit
+from ._events import Hook, LimitChanged, check_hooks, emit
 from ._util import is_control_flow
 from ._validate import check_count
 
-__all__ = ["AdaptiveLimiter", "AdaptiveLimiterStatistics", "LimitChanged"]
+__all__ = ["AdaptiveLimiter", "AdaptiveLimiterStatistics"]
 
 #: A window closes after this many samples at least (and half the limit).
 _MIN_WINDOW: Final = 10
@@ -74,21 +74,6 @@ def _current_run() -> object:
         run = object()
         _RUN.set(run)
     return run
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LimitChanged(Event):
-    """An :class:`~anyway.AdaptiveLimiter` moved its limit from ``old`` to
-    ``new``; ``reason`` is ``"latency"`` (the window's mean latency rose
-    above the baseline), ``"failures"`` or ``"growth"``. ``latency`` is the
-    window's mean latency of successful calls (``None`` if none succeeded)
-    and ``baseline`` the best window mean remembered, in seconds."""
-
-    old: int
-    new: int
-    reason: str
-    latency: float | None
-    baseline: float | None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -29,6 +29,7 @@ __all__ = [
     "Event",
     "GiveUpKind",
     "Hook",
+    "LimitChanged",
     "LoopBlocked",
     "PolicyEvent",
     "RedisFailedOpen",
@@ -162,6 +163,21 @@ class DeadlineExpired(PolicyEvent):
     seconds: float | None
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LimitChanged(PolicyEvent):
+    """An :class:`~anyway.AdaptiveLimiter` moved its limit from ``old`` to
+    ``new``; ``reason`` is ``"latency"`` (the window's mean latency rose
+    above the baseline), ``"failures"`` or ``"growth"``. ``latency`` is the
+    window's mean latency of successful calls (``None`` if none succeeded)
+    and ``baseline`` the best window mean remembered, in seconds."""
+
+    old: int
+    new: int
+    reason: str
+    latency: float | None
+    baseline: float | None
+
+
 #: How many of the innermost frames a LoopBlocked message shows.
 _SHOWN_FRAMES: Final = 3
 
@@ -273,6 +289,17 @@ def log_event(event: PolicyEvent) -> None:
                 logger.info("%s: deadline of %g s expired", event.policy, event.seconds)
         case LoopBlocked():
             logger.warning("%s", event)
+        case LimitChanged():
+            logger.log(
+                logging.DEBUG if event.reason == "growth" else logging.INFO,
+                "%s: concurrency limit %d -> %d (%s: window latency %s, baseline %s)",
+                event.policy,
+                event.old,
+                event.new,
+                event.reason,
+                "n/a" if event.latency is None else f"{event.latency:.3g} s",
+                "n/a" if event.baseline is None else f"{event.baseline:.3g} s",
+            )
         case RedisFailedOpen():
             logger.warning(
                 "%s: Redis unavailable, %s let through unchecked (fail_open): %r",

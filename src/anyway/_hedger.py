@@ -21,6 +21,7 @@ from typing import Final, Generic, NoReturn, TypeVar, TypeVarTuple, Unpack, fina
 import anyio
 from anyio.lowlevel import RunVar
 
+from ._groups import raised_in_cleanup
 from ._util import call_async, check_callable_arg, name_of
 from ._validate import check_count, check_number
 
@@ -79,31 +80,12 @@ class _Contest(Generic[T]):
         self.waiter: anyio.CancelScope | None = None  # the starter's wait, cut short by a failure
 
 
-def _raised_in_cleanup(exc: BaseException) -> bool:
-    """Was *exc* raised while a cancellation was propagating in a cancelled
-    scope (failing cleanup)? Such an error must propagate, not be dropped
-    as a losing copy's failure. (The same rule as ``anyway.hedge``.)"""
-    if anyio.current_effective_deadline() != -math.inf:
-        return False
-    cancelled = anyio.get_cancelled_exc_class()
-    context = exc.__context__
-    for _ in range(64):  # the bound guards against cycles
-        if context is None:
-            return False
-        if isinstance(context, cancelled):
-            return True
-        if isinstance(context, BaseExceptionGroup) and context.split(cancelled)[0] is not None:
-            return True
-        context = context.__context__
-    return False
-
-
 async def _copy(contest: _Contest[T], index: int, awaitable: Awaitable[T]) -> None:
     start = anyio.current_time()
     try:
         value = await awaitable
     except Exception as exc:
-        if _raised_in_cleanup(exc):
+        if raised_in_cleanup(exc):
             raise
         exc.add_note(f"Hedger copy #{index + 1}")
         contest.errors.append(exc)

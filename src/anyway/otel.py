@@ -36,6 +36,10 @@ bulkhead's or limiter's name, or the retried function's qualified name):
     (:class:`~anyway.BreakerCallRecorded`): ``success`` or ``failure``.
 ``anyway.deadlines.expired`` (counter)
     expired deadlines (:class:`~anyway.DeadlineExpired`).
+``anyway.limiter.limit`` (up-down counter) and ``anyway.limiter.limit_changes`` (counter, ``anyway.reason``)
+    changes of an :class:`~anyway.AdaptiveLimiter`'s limit (:class:`~anyway.LimitChanged`):
+    the up-down counter sums the changes (``new - old``), so it reads as the
+    distance from the initial limit.
 ``anyway.loop.blocked`` (counter) and ``anyway.loop.blocked.duration`` (histogram, s)
     event-loop stalls reported by :func:`anyway.watchdog` (:class:`~anyway.LoopBlocked`).
 ``anyway.redis.failed_open`` (counter, ``anyway.operation``)
@@ -64,6 +68,7 @@ from ._events import (
     BreakerStateChanged,
     CallRejected,
     DeadlineExpired,
+    LimitChanged,
     LoopBlocked,
     PolicyEvent,
     RedisFailedOpen,
@@ -92,6 +97,8 @@ class OpenTelemetryHook:
         "_deadlines",
         "_failed_open",
         "_give_ups",
+        "_limit",
+        "_limit_changes",
         "_outcomes",
         "_rejections",
         "_retries",
@@ -132,6 +139,16 @@ class OpenTelemetryHook:
             "anyway.breaker.outcomes",
             unit="{call}",
             description="Outcomes recorded by circuit breakers (with outcome_events=True)",
+        )
+        self._limit = meter.create_up_down_counter(
+            "anyway.limiter.limit",
+            unit="{call}",
+            description="Changes of AdaptiveLimiter limits (the sum of changes since start)",
+        )
+        self._limit_changes = meter.create_counter(
+            "anyway.limiter.limit_changes",
+            unit="{change}",
+            description="AdaptiveLimiter limit changes",
         )
         self._blocked = meter.create_counter(
             "anyway.loop.blocked",
@@ -191,6 +208,9 @@ class OpenTelemetryHook:
                 )
             case DeadlineExpired():
                 self._deadlines.add(1, {"anyway.policy": policy})
+            case LimitChanged():
+                self._limit.add(event.new - event.old, {"anyway.policy": policy})
+                self._limit_changes.add(1, {"anyway.policy": policy, "anyway.reason": event.reason})
             case LoopBlocked():
                 self._blocked.add(1)
                 self._blocked_seconds.record(event.seconds)
