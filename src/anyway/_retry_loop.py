@@ -72,6 +72,7 @@ class RetryLoop:
         "running",
         "settings",
         "start",
+        "stopped",
         "testing",
         "verdict",
         "withdrawn",
@@ -94,6 +95,7 @@ class RetryLoop:
         self.earlier = EarlierAttempts()
         self.listening: bool | None = None  # snapshot of _listening() for this call
         self.withdrawn = 0  # the budget's time slice of the last withdrawal
+        self.stopped = False  # give_up() has annotated the error and told the hooks
         mode = test_mode()
         limit = settings.attempts
         if mode is None:
@@ -311,20 +313,22 @@ class RetryLoop:
         """Stop retrying: annotate the error, tell the hooks, then raise it
         (or return ``False``: the caller returns the rejected result)."""
         error = self.error
-        if error is not None:
-            self.annotate(error, reason)
-        await _emit(
-            RetryGaveUp(
-                policy=self.name,
-                attempts=self.attempts,
-                elapsed=self.elapsed(),
-                reason=reason,
-                error=error,
-                result=self.result,
-            ),
-            self.settings.hooks,
-            error,
-        )
+        if not self.stopped:  # once: a give-up hook cut by the timeout leads here again
+            self.stopped = True
+            if error is not None:
+                self.annotate(error, reason)
+            await _emit(
+                RetryGaveUp(
+                    policy=self.name,
+                    attempts=self.attempts,
+                    elapsed=self.elapsed(),
+                    reason=reason,
+                    error=error,
+                    result=self.result,
+                ),
+                self.settings.hooks,
+                error,
+            )
         if error is not None:
             self.error = self.previous = None  # the caller holds it now (no cycle)
             raise error
