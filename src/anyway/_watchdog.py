@@ -83,6 +83,9 @@ class watchdog:
     event: to ``on_block(event)`` (a plain function, called in the loop's
     thread) if given, otherwise to the global hooks (by default, a warning
     on the ``"anyway"`` logger). ``blocked`` lists the events of this block.
+    An error raised by ``on_block`` (or a hook) does not disturb the loop:
+    it is raised when the block exits (with the body's own error, if any,
+    in an exception group).
 
     Works the same on asyncio, uvloop and Trio, and on virtual time (it
     never sleeps on the loop's clock).
@@ -90,6 +93,7 @@ class watchdog:
 
     __slots__ = (
         "_beat",
+        "_errors",
         "_loop_thread",
         "_on_block",
         "_reports",
@@ -109,6 +113,7 @@ class watchdog:
         self._on_block = on_block
         self.blocked: list[LoopBlocked] = []
         self._reports: list[LoopBlocked] = []  # noticed by the thread, not yet reported
+        self._errors: list[Exception] = []  # raised by on_block or a hook, for the exit
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._beat = threading.Event()
@@ -148,6 +153,16 @@ class watchdog:
         thread.join()  # returns at once: nothing the thread waits for needs the loop now
         self._thread = None
         self._deliver()  # a stall that ended just before the exit is still reported
+        errors, self._errors = self._errors, []
+        if not errors:
+            return
+        if exc is not None:  # the body's error (or cancellation) goes on, with them
+            raise BaseExceptionGroup(
+                "watchdog: on_block raised as the block failed", [exc, *errors]
+            )
+        if len(errors) == 1:
+            raise errors[0]
+        raise ExceptionGroup(f"watchdog: on_block raised {len(errors)} errors", errors)
 
     async def __aenter__(self) -> watchdog:
         return self.__enter__()
@@ -195,11 +210,16 @@ class watchdog:
                 return
 
     def _deliver(self) -> None:
-        """Report what the thread noticed; runs in the loop's thread."""
+        """Report what the thread noticed; runs in the loop's thread, often as
+        a loop callback, which must not raise (Trio would crash the run,
+        asyncio only log it): errors are raised by the block's exit."""
         while self._reports:
             event = self._reports.pop(0)
             self.blocked.append(event)
-            if self._on_block is not None:
-                self._on_block(event)
-            else:
-                emit_sync(event)
+            try:
+                if self._on_block is not None:
+                    self._on_block(event)
+                else:
+                    emit_sync(event)
+            except Exception as exc:
+                self._errors.append(exc)
