@@ -22,6 +22,10 @@ __all__ = ["periodic"]
 
 Missed = Literal["skip", "burst"]
 _MISSED: Final = ("skip", "burst")
+#: The shortest period: a nanosecond, finer than any event loop's clock. A
+#: shorter one cannot be told apart from the start time on a real clock
+#: (``start + period == start``), and skipping missed ticks would overflow.
+_MIN_PERIOD: Final = 1e-9
 
 
 class _Ticks(AsyncIterator[float]):
@@ -94,11 +98,16 @@ def periodic(period: float, *, missed: Missed = "skip") -> AsyncIterator[float]:
     Every iteration is a cancellation point, and the loop ends only when
     the caller leaves it (``break``) or is cancelled, e.g. by a
     :func:`~anyway.deadline` around it. Bad *period* (zero, negative, NaN,
-    infinite) or *missed* raises ``ValueError``.
+    infinite, or under a nanosecond) or *missed* raises ``ValueError``.
     """
     seconds = check_seconds(
         "period", period, allow_zero=False, hint="; the time between ticks, e.g. period=1.0"
     )
+    if seconds < _MIN_PERIOD:
+        raise ValueError(
+            f"period must be at least {_MIN_PERIOD:g} s (finer than any event loop's clock),"
+            f" got {period!r}; e.g. period=0.001"
+        )
     if missed not in _MISSED:
         raise ValueError(
             f"missed must be 'skip' (drop ticks that passed while the body ran) or 'burst'"
