@@ -189,3 +189,24 @@ def _virtual(backend: str) -> dict[str, object]:
     from anyway.testing import virtual_time_options
 
     return virtual_time_options(backend)
+
+
+class _BrokenRandom:
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+    def uniform(self, low: float, high: float) -> object:
+        return self.value
+
+
+@pytest.mark.parametrize("value", [float("nan"), -1.0, float("inf"), "0.5"])
+async def test_a_broken_random_is_a_clear_error_that_keeps_the_retried_error(
+    driver: str, value: object
+) -> None:
+    # Was: anyio.sleep's "delay must be a non-negative number", with the
+    # error being retried lost (NaN, -1), or a give-up note "waiting inf s".
+    error = Transient("the real error")
+    backoff = Backoff(random=_BrokenRandom(value))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="uniform") as info:
+        await run(driver, Flaky(error), on=Transient, backoff=backoff)
+    assert info.value.__context__ is error

@@ -215,16 +215,17 @@ class RetryLoop:
             delay = 0.0
         elif verdict is not True:
             delay = float(verdict)
-        elif self.settings.wait is not None:
+        else:
             try:
-                delay = self.settings.waited(self.attempts, self.error)
-            except Exception as bad:  # the error being retried stays reachable
-                if bad.__context__ is None:
+                if self.settings.wait is not None:
+                    delay = self.settings.waited(self.attempts, self.error)
+                else:
+                    delay = self.pending if self.pending is not None else self._draw()
+                    self.pending = None
+            except Exception as bad:  # (a user's wait= or random=) the error being
+                if bad.__context__ is None:  # retried stays reachable
                     bad.__context__ = self.error
                 raise
-        else:
-            delay = self.pending if self.pending is not None else self._draw()
-            self.pending = None
         # A zero wait is only a checkpoint: it crosses no deadline, and the
         # timeout's cancel scope cuts whatever runs past it. So the clock and
         # the caller's deadline are only read before real waits.
