@@ -45,3 +45,28 @@ async def test_a_huge_period_sleeps_until_cancelled(clock: Clock) -> None:
     with pytest.raises(anyway.DeadlineExceeded), anyway.deadline(5):
         await ticks.__anext__()
     assert clock.now() - start == clock.approx(5)
+
+
+TICKS_AT_IMPORT = anyway.periodic(1.0, missed="burst")
+
+
+@pytest.mark.parametrize("second", ["asyncio", "trio"])
+@pytest.mark.parametrize("first", ["asyncio", "trio"])
+def test_ticks_made_at_import_start_again_in_each_run(first: str, second: str) -> None:
+    # Trio's clock has a random offset per run and virtual clocks restart at
+    # 0: the first run's start on the second run's clock meant a flood of
+    # "missed" ticks or a sleep of thousands of seconds.
+    from anyway.testing import virtual_time_options
+
+    async def three_ticks() -> list[float]:
+        start = anyio.current_time()
+        got = []
+        async for tick in TICKS_AT_IMPORT:
+            got.append(tick - start)
+            if len(got) == 3:
+                break
+        return got
+
+    for backend in (first, second):
+        got = anyio.run(three_ticks, backend=backend, backend_options=virtual_time_options(backend))
+        assert got == [0.0, 1.0, 2.0]
