@@ -210,3 +210,10 @@ async def test_a_broken_random_is_a_clear_error_that_keeps_the_retried_error(
     with pytest.raises(ValueError, match="uniform") as info:
         await run(driver, Flaky(error), on=Transient, backoff=backoff)
     assert info.value.__context__ is error
+
+
+@pytest.mark.parametrize("window", [1e-310, 1e-4, 0.0, -1.0])
+def test_a_budget_window_under_a_millisecond_is_refused(window: float) -> None:
+    # A subnormal window made every call of the policy raise OverflowError.
+    with pytest.raises(ValueError, match=r"window must be >= 0\.001"):
+        RetryBudget(window=window)
