@@ -217,3 +217,26 @@ def test_a_budget_window_under_a_millisecond_is_refused(window: float) -> None:
     # A subnormal window made every call of the policy raise OverflowError.
     with pytest.raises(ValueError, match=r"window must be >= 0\.001"):
         RetryBudget(window=window)
+
+
+async def test_a_slow_async_predicate_after_a_later_attempt_is_cut_by_the_timeout(
+    clock: Clock, driver: str
+) -> None:
+    # The timeout bounds everything after the first failure, the judging of
+    # later attempts included (retrying() judged them outside its scope).
+    judged: list[float] = []
+
+    async def slow_predicate(exc: BaseException) -> bool:
+        judged.append(clock.now())
+        if len(judged) > 1:
+            await anyio.sleep(10)
+        return True
+
+    errors = [Transient(n) for n in range(5)]
+    fn = Flaky(*errors)
+    start = clock.now()
+    with pytest.raises(Transient) as info:
+        await run(driver, fn, on=slow_predicate, attempts=5, timeout=3, backoff=EXACT)
+    assert clock.now() - start == clock.approx(3)
+    assert info.value is errors[1]  # the error being judged when the timeout expired
+    assert "the retry timeout (timeout=3 s) expired" in info.value.__notes__[0]
