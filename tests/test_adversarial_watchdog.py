@@ -69,3 +69,14 @@ async def test_cancellation_of_the_body_still_reaches_its_scope_with_an_on_block
     with pytest.raises(ExceptionGroup) as info:
         await body()
     assert [type(e) for e in info.value.exceptions] == [Broken]
+
+
+@pytest.mark.parametrize(
+    ("threshold", "words"),
+    [(1e-300, r"threshold must be >= 0\.001"), (1e-4, r">= 0\.001"), (1e300, "must be <=")],
+)
+def test_a_threshold_no_thread_can_keep_is_refused(threshold: float, words: str) -> None:
+    # 1e-300: every check was reported as a stall; 1e300: the helper thread
+    # died at once (OverflowError in Event.wait) and nothing was watched.
+    with pytest.raises(ValueError, match=words):
+        anyway.watchdog(threshold)

@@ -30,12 +30,14 @@ import anyio
 import anyio.lowlevel
 
 from ._events import Event, emit_sync
-from ._validate import check_callable, check_seconds
+from ._validate import check_callable, check_number
 
 __all__ = ["LoopBlocked", "watchdog"]
 
 #: How many of the innermost frames a LoopBlocked message shows.
 _SHOWN_FRAMES: Final = 3
+#: The shortest threshold, in real seconds.
+_MIN_THRESHOLD: Final = 0.001
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -105,8 +107,15 @@ class watchdog:
     )
 
     def __init__(self, threshold: float = 0.1, *, on_block: OnBlock | None = None) -> None:
-        self.threshold = check_seconds(
-            "threshold", threshold, allow_zero=False, hint="; real seconds, e.g. threshold=0.1"
+        # Not under a millisecond (the helper thread's own wake-ups take that
+        # long: every check would be a "stall"), nor past what a thread can
+        # wait for (threading.TIMEOUT_MAX: the thread would die at once).
+        self.threshold = check_number(
+            "threshold",
+            threshold,
+            minimum=_MIN_THRESHOLD,
+            maximum=threading.TIMEOUT_MAX,
+            hint="; real seconds, e.g. threshold=0.1",
         )
         if on_block is not None:
             check_callable("on_block", on_block)
