@@ -130,3 +130,13 @@ async def test_fetch_all_under_a_deadline_loses_no_request_and_sends_nothing_lat
     assert all(isinstance(r.error, anyway.DeadlineExceeded) for r in expired)
     assert len(expired) == 6
     assert len(sent) == 6  # 2 at 0, 2 at 1, 2 at 2: none after the timeout
+
+
+@pytest.mark.parametrize("cls", [anyway.RateLimiter, anyway.KeyedRateLimiter, anyway.Bulkhead])
+async def test_a_limiter_class_instead_of_an_instance_fails_at_the_call(cls: type) -> None:
+    # Was accepted, then every request failed (as an Error outcome in fetch_all).
+    with pytest.raises(TypeError, match="must be an instance, got the class"):
+        ResilientTransport(mock([200]), limiter=cls)
+    async with client_for(mock([200])) as client:
+        with pytest.raises(TypeError, match="must be an instance, got the class"):
+            await fetch_all(client, ["/"], limiter=cls)
