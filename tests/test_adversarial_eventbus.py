@@ -156,3 +156,30 @@ async def test_a_cancelled_publisher_on_a_full_buffer_gives_the_event_to_no_one(
             await bus.publish("t", 3)  # waits, cancelled
         assert "pending=2" in repr(bus)
     assert handled == [1, 2]
+
+
+async def test_a_publisher_cancelled_just_as_its_event_is_taken_counts_it_once(
+    clock: Clock,
+) -> None:
+    # The handler takes the event a publisher waits with (its send completes)
+    # and cancels that publisher in the same step: the event is delivered and
+    # counted once, so the drain neither hangs nor ends early.
+    scope = anyio.CancelScope()
+    got: list[int] = []
+    start = clock.now()
+    async with anyway.EventBus() as bus:
+
+        @bus.subscribe("t", buffer=1)
+        async def handler(payload: int) -> None:
+            if payload == 3:
+                scope.cancel()
+            got.append(payload)
+            await anyio.sleep(1)
+
+        with scope:
+            for n in range(1, 10):
+                await bus.publish("t", n)
+        assert "pending=2" in repr(bus)  # 3 in the handler, 4 in the buffer
+    assert got == [1, 2, 3, 4]
+    assert "pending=0" in repr(bus)
+    assert clock.now() - start == clock.approx(4)
