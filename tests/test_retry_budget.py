@@ -40,7 +40,7 @@ events = pytest.fixture(name="events")(record_events)
         ({"ratio": -0.1}, ValueError, r"ratio must be >= 0, got -0.1; retries allowed per call"),
         ({"ratio": math.inf}, ValueError, r"ratio must be finite"),
         ({"min_per_second": -1}, ValueError, r"min_per_second must be >= 0"),
-        ({"window": 0}, ValueError, r"window must be > 0, got 0"),
+        ({"window": 0}, ValueError, r"window must be >= 0.001, got 0"),
         ({"window": True}, TypeError, r"window must be a number, got True"),
         ({"ratio": 0, "min_per_second": 0}, ValueError, r"would never allow a retry"),
     ],

@@ -124,8 +124,8 @@ def test_outside_an_event_loop_it_says_where_to_enter_it() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "error", "words"),
     [
-        ({"threshold": 0}, ValueError, "threshold must be > 0"),
-        ({"threshold": -1}, ValueError, "threshold must be > 0"),
+        ({"threshold": 0}, ValueError, "threshold must be >= 0.001"),
+        ({"threshold": -1}, ValueError, "threshold must be >= 0.001"),
         ({"threshold": math.nan}, ValueError, "NaN"),
         ({"threshold": math.inf}, ValueError, "finite"),
         ({"threshold": "0.1"}, TypeError, "threshold must be a number"),
@@ -194,7 +194,19 @@ def test_block_threshold_ini_and_off_by_default(pytester: pytest.Pytester) -> No
         "-p", "anyio", "-p", "no:looptime_plugin", "--block-threshold=-1"
     )
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*--block-threshold must be > 0 seconds*"])
+    result.stderr.fnmatch_lines(["*--block-threshold=-1.0: threshold must be >= 0.001*"])
+    # A threshold the watchdog refuses is a usage error at startup, not an
+    # error in every test (inf, under a millisecond) or a traceback (not a number).
+    for bad, words in [("inf", "finite"), ("0.0001", ">= 0.001")]:
+        result = pytester.runpytest_inprocess(
+            "-p", "anyio", "-p", "no:looptime_plugin", f"--block-threshold={bad}"
+        )
+        assert result.ret == pytest.ExitCode.USAGE_ERROR
+        result.stderr.fnmatch_lines([f"*--block-threshold={bad}: *{words}*"])
+    pytester.makeini("[pytest]\nblock_threshold = soon\n")
+    result = pytester.runpytest_inprocess("-p", "anyio", "-p", "no:looptime_plugin")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--block-threshold=soon: *float*"])
 
 
 @pytest.mark.real_time

@@ -18,10 +18,12 @@ client waits exactly ``max`` again and they retry in lockstep).
 from __future__ import annotations
 
 import inspect
+import math
 import random as _rnd
 from collections.abc import Callable, Iterator
 from typing import Final, Literal, TypeAlias
 
+from ._util import short_repr
 from ._validate import check_number, check_seconds
 
 __all__ = ["Backoff", "Jitter"]
@@ -35,6 +37,25 @@ _DECORRELATED_FACTOR: Final = 3.0
 
 def _fmt(value: float) -> str:
     return repr(value) if value != int(value) else repr(int(value))
+
+
+def _checked_uniform(
+    uniform: Callable[[float, float], object], source: object
+) -> Callable[[float, float], float]:
+    """A user's ``uniform(a, b)``, checked: a NaN, negative or infinite wait
+    would only fail later, in ``anyio.sleep``, far from its cause."""
+
+    def checked(low: float, high: float) -> float:
+        value = uniform(low, high)
+        if isinstance(value, (int, float)) and 0.0 <= value < math.inf:
+            return value
+        raise ValueError(
+            f"Backoff's random={short_repr(source, 60)} returned {short_repr(value, 60)} from"
+            f" uniform({low!r}, {high!r}); it must return a finite number between its"
+            " arguments, as random.Random(seed).uniform does"
+        )
+
+    return checked
 
 
 class Backoff:
@@ -122,7 +143,7 @@ class Backoff:
                     "random must be a random.Random instance (e.g. random.Random(42)) or an"
                     f" object with a uniform(a, b) method, got {random!r}"
                 )
-            uniform = candidate
+            uniform = _checked_uniform(candidate, random)
         object.__setattr__(self, "_initial", initial)
         object.__setattr__(self, "_max", cap)
         object.__setattr__(self, "_multiplier", multiplier)

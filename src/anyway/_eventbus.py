@@ -9,6 +9,7 @@ waits while one is full (backpressure) and memory never grows without bound.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any, Final, TypeVar, overload
@@ -235,7 +236,15 @@ class EventBus:
             self._errors.append(exc)
             return
         try:
-            self._on_error(exc, subscriber.topic, payload)
+            result = self._on_error(exc, subscriber.topic, payload)
+            if inspect.isawaitable(result):  # e.g. lambda exc, topic, payload: log(...)
+                if inspect.iscoroutine(result):
+                    result.close()  # it would never run: no "never awaited" warning
+                raise TypeError(
+                    f"on_error {name_of(self._on_error)} returned {short_repr(result, 60)},"
+                    " which the bus cannot await: on_error must be a plain function; an async"
+                    " reaction can go to another topic (an async def handler)"
+                )
         except Exception as error_handler_exc:  # never lose either error
             exc.add_note(where)
             error_handler_exc.add_note(

@@ -80,6 +80,11 @@ def limiter_resolver(
     """Turn a ``limiter=`` argument into ``key -> async context manager | None``."""
     if limiter is None:
         return None
+    if isinstance(limiter, type):  # limiter=RateLimiter: every request would fail later
+        raise TypeError(
+            f"{name} must be an instance, got the class {limiter.__qualname__}; e.g."
+            f" {name}=anyway.KeyedRateLimiter(10, per=1.0)"
+        )
     limit = getattr(limiter, "limit", None)
     if callable(limit) and not hasattr(limiter, "__aenter__"):
         return limit  # type: ignore[no-any-return]

@@ -4,6 +4,7 @@ or given to one request through its ``extensions``."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable
 from typing import Any, Final
 
@@ -251,7 +252,19 @@ class Policy:
         """``retry_if_result``: is this response retried, and after how long?"""
         if response.status_code not in self._retry_statuses:
             check = self._retry_if_response
-            if check is None or not check(response):
+            if check is None:
+                return False
+            verdict = check(response)
+            if inspect.isawaitable(verdict):  # e.g. lambda r: is_bad(r) around an async is_bad
+                if inspect.iscoroutine(verdict):
+                    verdict.close()  # it will never run: no "never awaited" warning
+                raise TypeError(
+                    f"retry_if_response {name_of(check)} returned {short_repr(verdict, 60)},"
+                    " which cannot be awaited here (it is always true): make it a plain"
+                    " function, not an async def or a lambda around one; the body is already"
+                    " read (response.text, response.json())"
+                )
+            if not verdict:
                 return False
         if not self._respect_retry_after:
             return True  # the backoff's turn

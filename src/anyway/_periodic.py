@@ -10,6 +10,7 @@ never accumulated, so after a thousand ticks the last is exactly
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import AsyncIterator
 from typing import Final, Literal
 
@@ -22,18 +23,23 @@ __all__ = ["periodic"]
 
 Missed = Literal["skip", "burst"]
 _MISSED: Final = ("skip", "burst")
+#: The shortest period: a nanosecond, finer than any event loop's clock. A
+#: shorter one cannot be told apart from the start time on a real clock
+#: (``start + period == start``), and skipping missed ticks would overflow.
+_MIN_PERIOD: Final = 1e-9
 
 
 class _Ticks(AsyncIterator[float]):
     """The iterator :func:`periodic` returns (one per ``async for``)."""
 
-    __slots__ = ("_burst", "_n", "_period", "_start")
+    __slots__ = ("_burst", "_loop", "_n", "_period", "_start")
 
     def __init__(self, period: float, burst: bool) -> None:
         self._period = period
         self._burst = burst
         self._start: float | None = None
         self._n = -1  # the tick yielded last
+        self._loop: weakref.ref[object] | None = None  # the event loop of _start
 
     def __repr__(self) -> str:
         mode = "burst" if self._burst else "skip"
@@ -60,8 +66,14 @@ class _Ticks(AsyncIterator[float]):
 
     async def __anext__(self) -> float:
         now = anyio.current_time()
-        if self._start is None:
+        # A start on another loop's clock (Trio's has a random offset, virtual
+        # clocks restart at 0) would mean a flood of ticks or a long sleep:
+        # from a new event loop, the ticks start again.
+        loop = anyio.lowlevel.current_token().native_token
+        if self._start is None or self._loop is None or self._loop() is not loop:
             self._start = now
+            self._n = -1
+            self._loop = weakref.ref(loop)
         n = self._next_index(now)
         due = self._due(n)
         if due > now:
@@ -91,14 +103,22 @@ def periodic(period: float, *, missed: Missed = "skip") -> AsyncIterator[float]:
     next one still ahead (a tick due exactly now is not missed); ``"burst"``
     yields each of them at once, in order, to catch up.
 
+    Iterated from a new event loop (another ``anyio.run()``), the ticks
+    start again there: tick 0 at once.
+
     Every iteration is a cancellation point, and the loop ends only when
     the caller leaves it (``break``) or is cancelled, e.g. by a
     :func:`~anyway.deadline` around it. Bad *period* (zero, negative, NaN,
-    infinite) or *missed* raises ``ValueError``.
+    infinite, or under a nanosecond) or *missed* raises ``ValueError``.
     """
     seconds = check_seconds(
         "period", period, allow_zero=False, hint="; the time between ticks, e.g. period=1.0"
     )
+    if seconds < _MIN_PERIOD:
+        raise ValueError(
+            f"period must be at least {_MIN_PERIOD:g} s (finer than any event loop's clock),"
+            f" got {period!r}; e.g. period=0.001"
+        )
     if missed not in _MISSED:
         raise ValueError(
             f"missed must be 'skip' (drop ticks that passed while the body ran) or 'burst'"

@@ -8,12 +8,15 @@ from typing import Final
 import anyio
 
 from ._retry_notes import secs
-from ._validate import check_number, check_seconds
+from ._validate import check_number
 
 __all__ = ["RetryBudget"]
 
 #: A RetryBudget reads the clock once every this many deposits.
 _DEPOSITS_PER_CLOCK_READ: Final = 16
+#: The shortest window: its time slices (a tenth) must stay numbers of
+#: clock time (a subnormal window made every call raise OverflowError).
+_MIN_WINDOW: Final = 0.001
 
 
 class RetryBudget:
@@ -63,10 +66,10 @@ class RetryBudget:
             min_per_second,
             hint="; retries per second always allowed, e.g. 10",
         )
-        self._window = check_seconds(
+        self._window = check_number(
             "window",
             window,
-            allow_zero=False,
+            minimum=_MIN_WINDOW,
             hint="; how many seconds deposits and withdrawals count, e.g. 10",
         )
         if self._ratio == 0 and self._min_per_second == 0:

@@ -88,6 +88,7 @@ class RetryLoop:
         "running",
         "settings",
         "start",
+        "stopped",
         "testing",
         "verdict",
         "withdrawn",
@@ -110,6 +111,7 @@ class RetryLoop:
         self.earlier = EarlierAttempts()
         self.listening: bool | None = None  # snapshot of _listening() for this call
         self.withdrawn = 0  # the budget's time slice of the last withdrawal
+        self.stopped = False  # give_up() has annotated the error and told the hooks
         mode = test_mode()
         limit = settings.attempts
         if mode is None:
@@ -231,16 +233,17 @@ class RetryLoop:
             delay = 0.0
         elif verdict is not True:
             delay = float(verdict)
-        elif self.settings.wait is not None:
+        else:
             try:
-                delay = self.settings.waited(self.attempts, self.error)
-            except Exception as bad:  # the error being retried stays reachable
-                if bad.__context__ is None:
+                if self.settings.wait is not None:
+                    delay = self.settings.waited(self.attempts, self.error)
+                else:
+                    delay = self.pending if self.pending is not None else self._draw()
+                    self.pending = None
+            except Exception as bad:  # (a user's wait= or random=) the error being
+                if bad.__context__ is None:  # retried stays reachable
                     bad.__context__ = self.error
                 raise
-        else:
-            delay = self.pending if self.pending is not None else self._draw()
-            self.pending = None
         # A zero wait is only a checkpoint: it crosses no deadline, and the
         # timeout's cancel scope cuts whatever runs past it. So the clock and
         # the caller's deadline are only read before real waits.
@@ -329,21 +332,23 @@ class RetryLoop:
         """Stop retrying: annotate the error, tell the hooks, then raise it
         (or return ``False``: the caller returns the rejected result)."""
         error = self.error
-        if error is not None:
-            self.annotate(error, stop.words)
-        await _emit(
-            RetryGaveUp(
-                policy=self.name,
-                attempts=self.attempts,
-                elapsed=self.elapsed(),
-                reason=stop.words,
-                kind=stop.kind,
-                error=error,
-                result=self.result,
-            ),
-            self.settings.hooks,
-            error,
-        )
+        if not self.stopped:  # once: a give-up hook cut by the timeout leads here again
+            self.stopped = True
+            if error is not None:
+                self.annotate(error, stop.words)
+            await _emit(
+                RetryGaveUp(
+                    policy=self.name,
+                    attempts=self.attempts,
+                    elapsed=self.elapsed(),
+                    reason=stop.words,
+                    kind=stop.kind,
+                    error=error,
+                    result=self.result,
+                ),
+                self.settings.hooks,
+                error,
+            )
         if error is not None:
             self.error = self.previous = None  # the caller holds it now (no cycle)
             raise error

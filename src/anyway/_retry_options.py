@@ -72,10 +72,24 @@ DEFAULTS: Final[dict[str, object]] = {
 }
 
 
+def _refuse_awaitable(value: object, what: str, fn: object) -> None:
+    """A sync function (e.g. ``lambda exc: check(exc)`` around an async
+    ``check``) returned something to await, which is never awaited here."""
+    if inspect.isawaitable(value):
+        if inspect.iscoroutine(value):
+            value.close()  # no "coroutine was never awaited" warning on top of ours
+        raise TypeError(
+            f"{what} {name_of(fn)} returned {short_repr(value, 60)}, which this sync call"
+            " cannot await: make the function itself async (async def), not a lambda or"
+            " sync function that returns a coroutine"
+        )
+
+
 def _coerce_verdict(value: object, what: str, fn: object) -> bool | float:
     """A predicate's answer: ``True``/``False``, or a delay in seconds."""
     if value is True or value is False:
         return value
+    _refuse_awaitable(value, what, fn)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         delay = float(value)
         if not math.isfinite(delay) or delay < 0:
@@ -251,6 +265,7 @@ class Settings:
         assert wait is not None
         delay = wait(attempt, exc)
         if isinstance(delay, bool) or not isinstance(delay, (int, float)):
+            _refuse_awaitable(delay, "wait", wait)
             hint = " (use .total_seconds())" if hasattr(delay, "total_seconds") else ""
             raise TypeError(
                 f"wait {name_of(wait)} returned {short_repr(delay)} ({type(delay).__name__});"

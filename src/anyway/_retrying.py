@@ -175,9 +175,17 @@ class Attempt:
         if self._cut(exc_type, exc, tb):
             return self._owner._cut(self)
         owner = self._owner
-        if owner._loop.settings.awaits:
+        if not owner._loop.settings.awaits:
+            return owner._exit(self, exc)
+        end = owner._loop.end
+        if self is not owner._current or end == float("inf"):
             return await owner._exit_async(self, exc)
-        return owner._exit(self, exc)
+        # An async predicate judging a later attempt runs under the retry
+        # timeout too, as in retry(): cut, the failure it judged is the last.
+        with anyio.CancelScope(deadline=end):
+            return await owner._exit_async(self, exc)
+        owner._state = _CUT
+        return True
 
 
 class Attempts(AsyncIterator[Attempt]):

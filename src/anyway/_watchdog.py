@@ -23,14 +23,18 @@ import time
 import traceback
 from collections.abc import Callable
 from types import TracebackType
+from typing import Final
 
 import anyio
 import anyio.lowlevel
 
 from ._events import LoopBlocked, emit_sync
-from ._validate import check_callable, check_seconds
+from ._validate import check_callable, check_number
 
 __all__ = ["LoopBlocked", "watchdog"]
+
+#: The shortest threshold, in real seconds.
+_MIN_THRESHOLD: Final = 0.001
 
 OnBlock = Callable[[LoopBlocked], object]
 
@@ -51,6 +55,9 @@ class watchdog:
     event: to ``on_block(event)`` (a plain function, called in the loop's
     thread) if given, otherwise to the global hooks (by default, a warning
     on the ``"anyway"`` logger). ``blocked`` lists the events of this block.
+    An error raised by ``on_block`` (or a hook) does not disturb the loop:
+    it is raised when the block exits (with the body's own error, if any,
+    in an exception group).
 
     Works the same on asyncio, uvloop and Trio, and on virtual time (it
     never sleeps on the loop's clock).
@@ -58,6 +65,7 @@ class watchdog:
 
     __slots__ = (
         "_beat",
+        "_errors",
         "_loop_thread",
         "_on_block",
         "_reports",
@@ -69,14 +77,22 @@ class watchdog:
     )
 
     def __init__(self, threshold: float = 0.1, *, on_block: OnBlock | None = None) -> None:
-        self.threshold: float = check_seconds(
-            "threshold", threshold, allow_zero=False, hint="; real seconds, e.g. threshold=0.1"
+        # Not under a millisecond (the helper thread's own wake-ups take that
+        # long: every check would be a "stall"), nor past what a thread can
+        # wait for (threading.TIMEOUT_MAX: the thread would die at once).
+        self.threshold: float = check_number(
+            "threshold",
+            threshold,
+            minimum=_MIN_THRESHOLD,
+            maximum=threading.TIMEOUT_MAX,
+            hint="; real seconds, e.g. threshold=0.1",
         )
         if on_block is not None:
             check_callable("on_block", on_block)
         self._on_block = on_block
         self.blocked: list[LoopBlocked] = []
         self._reports: list[LoopBlocked] = []  # noticed by the thread, not yet reported
+        self._errors: list[Exception] = []  # raised by on_block or a hook, for the exit
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._beat = threading.Event()
@@ -116,6 +132,16 @@ class watchdog:
         thread.join()  # returns at once: nothing the thread waits for needs the loop now
         self._thread = None
         self._deliver()  # a stall that ended just before the exit is still reported
+        errors, self._errors = self._errors, []
+        if not errors:
+            return
+        if exc is not None:  # the body's error (or cancellation) goes on, with them
+            raise BaseExceptionGroup(
+                "watchdog: on_block raised as the block failed", [exc, *errors]
+            )
+        if len(errors) == 1:
+            raise errors[0]
+        raise ExceptionGroup(f"watchdog: on_block raised {len(errors)} errors", errors)
 
     async def __aenter__(self) -> watchdog:
         return self.__enter__()
@@ -163,11 +189,16 @@ class watchdog:
                 return
 
     def _deliver(self) -> None:
-        """Report what the thread noticed; runs in the loop's thread."""
+        """Report what the thread noticed; runs in the loop's thread, often as
+        a loop callback, which must not raise (Trio would crash the run,
+        asyncio only log it): errors are raised by the block's exit."""
         while self._reports:
             event = self._reports.pop(0)
             self.blocked.append(event)
-            if self._on_block is not None:
-                self._on_block(event)
-            else:
-                emit_sync(event)
+            try:
+                if self._on_block is not None:
+                    self._on_block(event)
+                else:
+                    emit_sync(event)
+            except Exception as exc:
+                self._errors.append(exc)

@@ -187,10 +187,12 @@ def _block_threshold(config: pytest.Config) -> float | None:
         value = config.getini("block_threshold")
     if value in (None, ""):
         return None
-    threshold = float(value)
-    if not threshold > 0:
-        raise pytest.UsageError(f"--block-threshold must be > 0 seconds, got {value!r}")
-    return threshold
+    from anyway import watchdog
+
+    try:  # the watchdog's own checks (a millisecond at least, finite...), at startup
+        return watchdog(float(value)).threshold
+    except (TypeError, ValueError) as exc:
+        raise pytest.UsageError(f"--block-threshold={value}: {exc}") from None
 
 
 def _guarded(test: Any, threshold: float) -> Any:

@@ -53,6 +53,14 @@ class RetryTestMode:
 
     def __call__(self, fn: F) -> F:
         """Decorate a (sync or async) function: it runs in this mode."""
+        if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+            # Its body runs after the call returns, outside the mode: a
+            # decorated fixture would silently retry with the real waits.
+            raise TypeError(
+                f"{self!r} cannot decorate the generator function {fn.__qualname__} (e.g. a"
+                " fixture with yield): its body runs after the call has returned, outside the"
+                " mode; enter it in the test instead: with anyway.testing.no_backoff(): ..."
+            )
         if inspect.iscoroutinefunction(fn):
 
             @functools.wraps(fn)
