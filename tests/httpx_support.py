@@ -52,9 +52,9 @@ class Events:
     """A hook that keeps the events it receives."""
 
     def __init__(self) -> None:
-        self.events: list[anyway.Event] = []
+        self.events: list[anyway.PolicyEvent] = []
 
-    def __call__(self, event: anyway.Event) -> None:
+    def __call__(self, event: anyway.PolicyEvent) -> None:
         self.events.append(event)
 
     @property

@@ -13,7 +13,7 @@ import anyway
 from anyway import (
     Attempt,
     Backoff,
-    Event,
+    PolicyEvent,
 )
 
 
@@ -73,8 +73,8 @@ def note_numbers(note: str, template: str) -> list[float]:
     return [float(x) for x in match.groups()]
 
 
-def record_events() -> Iterator[list[Event]]:
-    seen: list[Event] = []
+def record_events() -> Iterator[list[PolicyEvent]]:
+    seen: list[PolicyEvent] = []
     anyway.add_hook(seen.append)
     try:
         yield seen

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import anyway
-from anyway import AdaptiveLimiter, AdaptiveLimiterStatistics, Event, LimitChanged
+from anyway import AdaptiveLimiter, AdaptiveLimiterStatistics, LimitChanged, PolicyEvent
 from anyway.testing import virtual_time_options
 
 pytestmark = [pytest.mark.anyio, pytest.mark.foreign_clocks]
@@ -133,7 +133,7 @@ async def test_defaults_repr_and_frozen_statistics() -> None:
 
 
 async def test_grows_while_latency_stays_steady_and_the_limit_is_used() -> None:
-    events: list[Event] = []
+    events: list[PolicyEvent] = []
     limiter = AdaptiveLimiter(initial=4, hooks=events.append)
     seen = await saturate(limiter, workers=30, hold=3.0, rounds=6)  # (see below: 3 s)
     assert seen == sorted(seen)  # never shrinks
@@ -169,7 +169,7 @@ async def test_an_idle_limit_does_not_grow() -> None:
 async def test_steady_latency_without_failures_never_shrinks(
     hold: float, batches: list[int], initial: int
 ) -> None:
-    events: list[Event] = []
+    events: list[PolicyEvent] = []
     limiter = AdaptiveLimiter(initial=initial, max_limit=64, hooks=events.append)
     for size in batches:  # bursts of `size` concurrent calls of the same duration
         async with anyio.create_task_group() as tg:
@@ -201,7 +201,7 @@ async def test_a_latency_rise_shrinks_the_limit() -> None:
 
 
 async def test_failures_cut_the_limit_multiplicatively_down_to_min_limit() -> None:
-    events: list[Event] = []
+    events: list[PolicyEvent] = []
     limiter = AdaptiveLimiter(initial=10, min_limit=2, hooks=events.append)
     await failing(limiter, 9)
     assert limiter.limit == 10  # a window is 10 samples
@@ -373,7 +373,7 @@ async def test_a_place_handed_to_a_waiter_cancelled_at_that_moment_goes_to_the_n
 
 
 async def test_cancelled_in_an_async_hook_while_leaving(clock: Any) -> None:
-    async def slow_hook(event: Event) -> None:
+    async def slow_hook(event: PolicyEvent) -> None:
         await anyio.sleep(10)
 
     limiter = AdaptiveLimiter(initial=10, hooks=slow_hook)
@@ -391,7 +391,7 @@ async def test_cancelled_in_an_async_hook_while_leaving(clock: Any) -> None:
 
 
 async def test_limit_changes_go_to_the_global_hooks_too() -> None:
-    seen: list[Event] = []
+    seen: list[PolicyEvent] = []
     anyway.add_hook(seen.append)
     try:
         limiter = AdaptiveLimiter(initial=4, name="db")

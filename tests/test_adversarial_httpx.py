@@ -68,7 +68,7 @@ async def test_a_hook_error_during_a_retry_after_wait_keeps_the_response_closed(
         responses.append(response)
         return response
 
-    def broken_hook(event: anyway.Event) -> None:
+    def broken_hook(event: anyway.PolicyEvent) -> None:
         raise ValueError("hook bug")
 
     transport = ResilientTransport(httpx.MockTransport(handler), hooks=broken_hook)

@@ -11,7 +11,7 @@ import anyio
 import pytest
 
 import anyway
-from anyway import Backoff, Event, RetryBudget, RetryGaveUp, retry, retrying
+from anyway import Backoff, PolicyEvent, RetryBudget, RetryGaveUp, retry, retrying
 from anyway.testing import Clock
 from retry_support import EXACT, Flaky, Transient, offsets
 
@@ -41,7 +41,7 @@ async def test_a_slow_give_up_hook_cut_by_the_timeout_gives_up_once(
 ) -> None:
     gave_up: list[RetryGaveUp] = []
 
-    async def slow_hook(event: Event) -> None:
+    async def slow_hook(event: PolicyEvent) -> None:
         if isinstance(event, RetryGaveUp):
             gave_up.append(event)
             await anyio.sleep(5)
@@ -89,7 +89,7 @@ async def test_a_hook_error_keeps_the_retried_error_and_refunds_the_budget(drive
     budget = RetryBudget(ratio=0.0, min_per_second=1.0, window=10.0)
     before = budget.balance
 
-    def broken_hook(event: Event) -> None:
+    def broken_hook(event: PolicyEvent) -> None:
         raise ValueError("hook bug")
 
     fn = Flaky(Transient("first"))
@@ -104,7 +104,7 @@ async def test_a_base_exception_from_a_hook_propagates_and_refunds(driver: str) 
     budget = RetryBudget(ratio=0.0, min_per_second=1.0, window=10.0)
     before = budget.balance
 
-    def fatal_hook(event: Event) -> None:
+    def fatal_hook(event: PolicyEvent) -> None:
         raise Stop()
 
     fn = Flaky(Transient())

@@ -11,7 +11,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from anyway import Bulkhead, BulkheadFull, CallRejected, Event
+from anyway import Bulkhead, BulkheadFull, CallRejected, PolicyEvent
 from anyway.testing import backend_id
 from limit_helpers import run_fresh
 
@@ -58,7 +58,7 @@ class Crowd:
 
 
 async def test_rejects_at_once_when_full_and_no_queue(clock: Any) -> None:
-    events: list[Event] = []
+    events: list[PolicyEvent] = []
     bulkhead = Bulkhead(2, name="db", hooks=events.append)
     crowd = Crowd(bulkhead, clock)
     async with anyio.create_task_group() as tg:
@@ -77,7 +77,7 @@ async def test_rejects_at_once_when_full_and_no_queue(clock: Any) -> None:
 
 
 async def test_rejection_message_and_default_policy_name() -> None:
-    events: list[Event] = []
+    events: list[PolicyEvent] = []
     bulkhead = Bulkhead(1, max_waiting=1, hooks=[events.append])
     async with anyio.create_task_group() as tg, bulkhead:
         tg.start_soon(bulkhead.__aenter__)  # queues (and is granted on exit)
@@ -208,7 +208,7 @@ async def test_cancelled_during_a_slow_rejection_hook(clock: Any) -> None:
     # A rejection emits CallRejected to the hooks first; a hook that awaits
     # can be cancelled there: the cancellation propagates (not BulkheadFull)
     # and nothing is taken or leaked.
-    async def slow_hook(event: Event) -> None:
+    async def slow_hook(event: PolicyEvent) -> None:
         await anyio.sleep(10)
 
     bulkhead = Bulkhead(1, hooks=slow_hook)

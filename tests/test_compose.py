@@ -22,8 +22,8 @@ from anyway import (
     CircuitState,
     CountWindow,
     DeadlineExceeded,
-    Event,
     KeyedRateLimiter,
+    PolicyEvent,
     RateLimiter,
     RetryGaveUp,
     RetryScheduled,
@@ -89,7 +89,7 @@ async def test_no_policy_returns_the_function_itself() -> None:
 async def test_layers_run_in_the_documented_order(clock: Clock) -> None:
     log: list[str] = []
     left: list[float] = []
-    events: list[Event] = []
+    events: list[PolicyEvent] = []
     breaker = CircuitBreaker(failure_threshold=10, hooks=events.append)
 
     @resilient(
@@ -148,7 +148,7 @@ async def test_methods_can_be_decorated() -> None:
 
 
 async def test_breaker_sees_each_attempt_and_open_circuit_is_not_retried() -> None:
-    events: list[Event] = []
+    events: list[PolicyEvent] = []
     breaker = CircuitBreaker(failure_threshold=3, recovery_time=60, hooks=events.append)
     op = flaky(100)
     composed = resilient(
@@ -190,7 +190,7 @@ async def test_retry_can_be_told_to_retry_an_open_circuit(clock: Clock) -> None:
 
 
 async def test_retry_names_events_after_the_function() -> None:
-    events: list[Event] = []
+    events: list[PolicyEvent] = []
 
     @resilient(retry=anyway.retry(on=Boom, attempts=2, backoff=NO_WAIT, hooks=events.append))
     async def lookup() -> None:
@@ -393,7 +393,7 @@ async def test_overall_timeout_bounds_a_slow_attempt(clock: Clock) -> None:
 
 
 async def test_retry_stops_before_crossing_the_overall_timeout(clock: Clock) -> None:
-    events: list[Event] = []
+    events: list[PolicyEvent] = []
     op = flaky(100)
     composed = resilient(
         timeout=7,
@@ -542,7 +542,7 @@ async def test_cancellation_leaves_every_layer_clean() -> None:
 
 async def test_slow_breaker_with_cancelled_attempt() -> None:
     breaker = CircuitBreaker(window=CountWindow(1), slow_call_duration=1)
-    events: list[Event] = []
+    events: list[PolicyEvent] = []
 
     @resilient(breaker=breaker, bulkhead=Bulkhead(2, hooks=events.append))
     async def op() -> None:

@@ -13,16 +13,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import anyway
-from anyway import Budget, DeadlineExceeded, DeadlineExpired, Event
+from anyway import Budget, DeadlineExceeded, DeadlineExpired, PolicyEvent
 from anyway.testing import Clock
 
 pytestmark = [pytest.mark.anyio, pytest.mark.foreign_clocks]
 
 
 @pytest.fixture
-def events() -> Iterator[list[Event]]:
+def events() -> Iterator[list[PolicyEvent]]:
     """The events emitted during the test."""
-    seen: list[Event] = []
+    seen: list[PolicyEvent] = []
     anyway.add_hook(seen.append)
     try:
         yield seen
@@ -30,7 +30,7 @@ def events() -> Iterator[list[Event]]:
         anyway.remove_hook(seen.append)
 
 
-def expired(events: list[Event]) -> list[tuple[str, float | None]]:
+def expired(events: list[PolicyEvent]) -> list[tuple[str, float | None]]:
     return [(e.policy, e.seconds) for e in events if isinstance(e, DeadlineExpired)]
 
 
@@ -38,7 +38,7 @@ def expired(events: list[Event]) -> list[tuple[str, float | None]]:
 
 
 async def test_deadline_raises_with_the_budget_in_the_message(
-    clock: Clock, events: list[Event]
+    clock: Clock, events: list[PolicyEvent]
 ) -> None:
     t0 = clock.now()
     with pytest.raises(DeadlineExceeded) as info, anyway.deadline(2.5):
@@ -52,7 +52,7 @@ async def test_deadline_raises_with_the_budget_in_the_message(
     assert expired(events) == [("deadline", 2.5)]
 
 
-async def test_deadline_in_time_is_silent(clock: Clock, events: list[Event]) -> None:
+async def test_deadline_in_time_is_silent(clock: Clock, events: list[PolicyEvent]) -> None:
     t0 = clock.now()
     with anyway.deadline(2) as scope:
         assert isinstance(scope, anyio.CancelScope)
@@ -123,7 +123,7 @@ async def test_equal_deadlines_are_reported_by_the_outer_one(clock: Clock) -> No
 
 
 async def test_outer_cancel_scope_is_not_reported_as_ours(
-    clock: Clock, events: list[Event]
+    clock: Clock, events: list[PolicyEvent]
 ) -> None:
     t0 = clock.now()
     with anyio.move_on_after(1) as outer, anyway.deadline(5):
@@ -155,7 +155,9 @@ async def test_cancelled_task_group_is_not_reported_as_ours(clock: Clock) -> Non
     assert clock.now() - t0 == clock.approx(1)
 
 
-async def test_cancelling_the_yielded_scope_moves_on(clock: Clock, events: list[Event]) -> None:
+async def test_cancelling_the_yielded_scope_moves_on(
+    clock: Clock, events: list[PolicyEvent]
+) -> None:
     t0 = clock.now()
     with anyway.deadline(5) as scope:
         scope.cancel()
@@ -211,7 +213,7 @@ async def test_a_deadline_object_can_be_reused_but_not_nested(clock: Clock) -> N
         pass
 
 
-async def test_deadline_at(clock: Clock, events: list[Event]) -> None:
+async def test_deadline_at(clock: Clock, events: list[PolicyEvent]) -> None:
     t0 = clock.now()
     block = anyway.deadline_at(t0 + 2)
     with pytest.raises(DeadlineExceeded) as info, block:  # noqa: PT012
@@ -329,7 +331,7 @@ async def test_budget_is_fixed_at_creation(clock: Clock) -> None:
     assert repr(budget) == "<Budget seconds=5 expired>"
 
 
-async def test_budget_is_shared_across_stages(clock: Clock, events: list[Event]) -> None:
+async def test_budget_is_shared_across_stages(clock: Clock, events: list[PolicyEvent]) -> None:
     t0 = clock.now()
     budget = Budget(5)
     with budget as scope:
@@ -371,7 +373,7 @@ async def test_budget_shared_by_two_tasks(clock: Clock) -> None:
     }
 
 
-async def test_budget_nested_in_itself_raises_once(clock: Clock, events: list[Event]) -> None:
+async def test_budget_nested_in_itself_raises_once(clock: Clock, events: list[PolicyEvent]) -> None:
     budget = Budget(2)
     with pytest.raises(DeadlineExceeded), budget, budget:
         await anyio.sleep(10)
@@ -447,7 +449,7 @@ def test_budget_bad_input(seconds: object, error: type[Exception], message: str)
 
 
 async def test_shield_finishes_cleanup_despite_outer_cancellation(
-    clock: Clock, events: list[Event]
+    clock: Clock, events: list[PolicyEvent]
 ) -> None:
     log: list[tuple[str, float]] = []
     t0 = clock.now()
@@ -464,7 +466,7 @@ async def test_shield_finishes_cleanup_despite_outer_cancellation(
     assert expired(events) == []
 
 
-async def test_shield_is_bounded_and_moves_on(clock: Clock, events: list[Event]) -> None:
+async def test_shield_is_bounded_and_moves_on(clock: Clock, events: list[PolicyEvent]) -> None:
     t0 = clock.now()
     with anyio.move_on_after(1) as outer:
         try:
@@ -510,14 +512,16 @@ async def slow_value(seconds: float, value: str = "fresh") -> str:
     return value
 
 
-async def test_fallback_in_time_returns_the_result(clock: Clock, events: list[Event]) -> None:
+async def test_fallback_in_time_returns_the_result(clock: Clock, events: list[PolicyEvent]) -> None:
     t0 = clock.now()
     assert await anyway.fallback(slow_value, 1, "x", timeout=2, default="stale") == "x"
     assert clock.now() - t0 == clock.approx(1)
     assert expired(events) == []
 
 
-async def test_fallback_on_timeout_returns_the_default(clock: Clock, events: list[Event]) -> None:
+async def test_fallback_on_timeout_returns_the_default(
+    clock: Clock, events: list[PolicyEvent]
+) -> None:
     t0 = clock.now()
     assert await anyway.fallback(slow_value, 5, timeout=2, default="stale") == "stale"
     assert clock.now() - t0 == clock.approx(2)
@@ -541,7 +545,9 @@ async def test_fallback_lets_other_errors_through(clock: Clock) -> None:
         await anyway.fallback(broken, timeout=5, default="stale")
 
 
-async def test_fallback_lets_outer_cancellation_through(clock: Clock, events: list[Event]) -> None:
+async def test_fallback_lets_outer_cancellation_through(
+    clock: Clock, events: list[PolicyEvent]
+) -> None:
     reached: list[str] = []
     t0 = clock.now()
     with anyio.move_on_after(1) as outer:
@@ -565,7 +571,9 @@ async def test_fallback_bad_input() -> None:
         await anyway.fallback(5, timeout=1, default=None)  # type: ignore[arg-type]
 
 
-async def test_fallback_sync_function_is_a_type_error_at_the_call(events: list[Event]) -> None:
+async def test_fallback_sync_function_is_a_type_error_at_the_call(
+    events: list[PolicyEvent],
+) -> None:
     def sync_fn(x: int) -> int:
         return x
 

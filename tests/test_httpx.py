@@ -891,7 +891,7 @@ async def test_cancelled_while_waiting_for_the_limiter(clock: Any) -> None:
 
 
 async def test_a_breaker_template_copies_settings_and_hooks(clock: Any) -> None:
-    changed: list[anyway.Event] = []
+    changed: list[anyway.PolicyEvent] = []
     template = CircuitBreaker(
         failure_threshold=2, recovery_time=5.0, on=httpx.ConnectError, hooks=changed.append
     )

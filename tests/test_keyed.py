@@ -13,14 +13,14 @@ from typing import Any
 import anyio
 import pytest
 
-from anyway import Event, KeyedRateLimiter, RateLimitExceeded
+from anyway import KeyedRateLimiter, PolicyEvent, RateLimitExceeded
 from limit_helpers import Recorder, at_times
 
 pytestmark = [pytest.mark.anyio, pytest.mark.foreign_clocks]
 
 
 async def test_keyed_timeout_names_the_key(clock: Any) -> None:
-    events: list[Event] = []
+    events: list[PolicyEvent] = []
     limiter = KeyedRateLimiter(1, name="api", hooks=[events.append])
     await limiter.acquire("alice")
     with pytest.raises(RateLimitExceeded, match=r"api\['alice'\]: 1 unit\(s\)"):

@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 
 from anyway import (
     CallRejected,
-    Event,
     KeyedRateLimiter,
+    PolicyEvent,
     RateLimiter,
     RateLimitExceeded,
     map_all,
@@ -241,7 +241,7 @@ async def test_try_acquire_never_waits(make: Any, clock: Any) -> None:
 
 @pytest.mark.parametrize("make", both(1))
 async def test_timeout_raises_at_once_with_retry_after(make: Any, clock: Any) -> None:
-    events: list[Event] = []
+    events: list[PolicyEvent] = []
     limiter = make(hooks=events.append)
     t0 = clock.now()
     await acquire(limiter)
@@ -529,7 +529,7 @@ async def test_cancelled_during_a_slow_rejection_hook(make: Any, clock: Any) -> 
     # timeout= rejects after emitting CallRejected to the hooks; a hook that
     # awaits can be cancelled there: the cancellation propagates (not
     # RateLimitExceeded) and the limiter is untouched.
-    async def slow_hook(event: Event) -> None:
+    async def slow_hook(event: PolicyEvent) -> None:
         await anyio.sleep(10)
 
     limiter = make(hooks=slow_hook)

@@ -16,7 +16,7 @@ import coredis
 import pytest
 
 import anyway
-from anyway import CallRejected, Event, RateLimitExceeded
+from anyway import CallRejected, PolicyEvent, RateLimitExceeded
 from anyway.redis import RedisKeyedRateLimiter, RedisRateLimiter
 from redis_server import COREDIS_UNCLOSED_STREAMS, Recorder, RedisServer, redis_server, worst_window  # noqa: F401
 
@@ -123,7 +123,7 @@ async def test_cost_above_burst_fails_at_the_call(client: Any, kind: str) -> Non
 
 @KINDS
 async def test_timeout_raises_with_retry_after_and_takes_nothing(client: Any, kind: str) -> None:
-    events: list[Event] = []
+    events: list[PolicyEvent] = []
     limiter = make(kind, client, 10, hooks=events.append)  # T = 100 ms
     await acquire(limiter)
     _, tat_before, _ = await server_state(client, key_of(limiter))

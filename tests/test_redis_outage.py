@@ -16,7 +16,7 @@ import pytest
 from coredis.exceptions import ConnectionError as RedisConnectionError
 
 import anyway
-from anyway import CallRejected, Event, Rejected
+from anyway import CallRejected, PolicyEvent, Rejected
 from anyway.redis import RedisFailedOpen, RedisKeyedRateLimiter, RedisRateLimiter, RedisUnavailable
 from redis_server import COREDIS_UNCLOSED_STREAMS, RedisServer, own_redis_server  # noqa: F401
 
@@ -35,7 +35,7 @@ async def test_fail_closed_raises_and_recovers_after_a_restart(
     own_redis_server: RedisServer,  # noqa: F811
     keyed: bool,
 ) -> None:
-    events: list[Event] = []
+    events: list[PolicyEvent] = []
     if keyed:
         keyed_limiter = RedisKeyedRateLimiter(client, "out", 1000, burst=5, hooks=events.append)
 
@@ -69,7 +69,7 @@ async def test_fail_open_grants_with_an_event_and_recovers(
     client: Any,
     own_redis_server: RedisServer,  # noqa: F811
 ) -> None:
-    events: list[Event] = []
+    events: list[PolicyEvent] = []
     limiter = RedisRateLimiter(client, "open", 1, per=60.0, on_unavailable="fail_open")
     anyway.add_hook(events.append)
     try:

@@ -21,7 +21,7 @@ from anyway import (
     Backoff,
     BulkheadFull,
     CircuitOpen,
-    Event,
+    PolicyEvent,
     Rejected,
     Retry,
     RetryBudget,
@@ -132,7 +132,7 @@ def test_repr_properties_and_immutability() -> None:
     def is_transient(exc: BaseException) -> bool:
         return True
 
-    def hook(event: Event) -> None:
+    def hook(event: PolicyEvent) -> None:
         pass
 
     budget = RetryBudget()
@@ -364,7 +364,7 @@ async def test_a_non_retryable_error_first_is_untouched() -> None:
 
 
 async def test_a_non_retryable_error_after_retries_keeps_the_earlier_ones(
-    clock: Clock, events: list[Event]
+    clock: Clock, events: list[PolicyEvent]
 ) -> None:
     flaky = Flaky(Transient("transient"), Fatal("bad request"))
     with pytest.raises(Fatal) as info:
@@ -481,7 +481,7 @@ async def test_exception_groups_are_not_unwrapped() -> None:
 
 
 async def test_a_wait_that_would_cross_the_callers_deadline_is_not_started(
-    clock: Clock, events: list[Event]
+    clock: Clock, events: list[PolicyEvent]
 ) -> None:
     flaky = Flaky(*[Transient(i) for i in range(5)])
     t0 = clock.now()
@@ -518,7 +518,7 @@ async def test_anyway_deadline_is_respected(clock: Clock) -> None:
 
 
 async def test_a_wait_that_would_cross_the_timeout_is_not_started(
-    clock: Clock, events: list[Event]
+    clock: Clock, events: list[PolicyEvent]
 ) -> None:
     flaky = Flaky(*[Transient(i) for i in range(5)])
     t0 = clock.now()
@@ -649,7 +649,7 @@ async def test_retry_if_result_retries_until_accepted(clock: Clock) -> None:
 
 
 async def test_retry_if_result_returns_the_last_rejected_result(
-    clock: Clock, events: list[Event]
+    clock: Clock, events: list[PolicyEvent]
 ) -> None:
     results = Results(503, 502, 504)
 
@@ -764,7 +764,7 @@ async def test_concurrent_decorrelated_calls_each_start_their_own_walk(clock: Cl
     policy = retry(on=Transient, backoff=backoff, attempts=2)
     waits: list[float] = []
 
-    def hook(event: Event) -> None:
+    def hook(event: PolicyEvent) -> None:
         if isinstance(event, RetryScheduled):
             waits.append(event.delay)
 
@@ -784,13 +784,13 @@ async def test_concurrent_decorrelated_calls_each_start_their_own_walk(clock: Cl
 
 
 async def test_sync_and_async_hooks_receive_the_events(clock: Clock) -> None:
-    sync_seen: list[Event] = []
-    async_seen: list[tuple[Event, float]] = []
+    sync_seen: list[PolicyEvent] = []
+    async_seen: list[tuple[PolicyEvent, float]] = []
 
-    def sync_hook(event: Event) -> None:
+    def sync_hook(event: PolicyEvent) -> None:
         sync_seen.append(event)
 
-    async def async_hook(event: Event) -> None:
+    async def async_hook(event: PolicyEvent) -> None:
         await anyio.lowlevel.checkpoint()
         async_seen.append((event, anyio.current_time()))
 
@@ -817,7 +817,7 @@ async def test_sync_and_async_hooks_receive_the_events(clock: Clock) -> None:
 
 
 async def test_a_single_hook_and_a_name() -> None:
-    seen: list[Event] = []
+    seen: list[PolicyEvent] = []
     policy = retry(on=Transient, hooks=seen.append, name="db", attempts=2)
     with pytest.raises(Transient), no_backoff():
         await policy.call(Flaky(Transient(), Transient()))
@@ -825,7 +825,7 @@ async def test_a_single_hook_and_a_name() -> None:
 
 
 async def test_global_hooks_and_default_logging(
-    clock: Clock, events: list[Event], caplog: pytest.LogCaptureFixture
+    clock: Clock, events: list[PolicyEvent], caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="anyway")
     with pytest.raises(Transient), no_backoff():
@@ -859,7 +859,7 @@ async def test_no_retry_event_is_built_when_nobody_listens(
 
 
 async def test_a_failing_hook_keeps_the_error_reachable() -> None:
-    def hook(event: Event) -> None:
+    def hook(event: PolicyEvent) -> None:
         raise RuntimeError("hook bug")
 
     original = Transient("original")
@@ -878,7 +878,7 @@ async def test_no_timeout_and_no_deadline(clock: Clock) -> None:
 
 
 async def test_a_failing_hook_on_a_rejected_result() -> None:
-    def hook(event: Event) -> None:
+    def hook(event: PolicyEvent) -> None:
         if isinstance(event, RetryGaveUp):
             raise RuntimeError("hook bug")
 
@@ -938,7 +938,9 @@ async def test_call_accepts_any_awaitable_result() -> None:
 # --- issue 17: TryAgain, defaults kept ---------------------------------------------------------
 
 
-async def test_try_again_is_retried_whatever_on_says(clock: Clock, events: list[Event]) -> None:
+async def test_try_again_is_retried_whatever_on_says(
+    clock: Clock, events: list[PolicyEvent]
+) -> None:
     flaky = Flaky(anyway.TryAgain(), anyway.TryAgain())
     assert await retry(on=Fatal, backoff=EXACT).call(flaky) == "ok"
     assert offsets(flaky.calls) == [0, clock.approx(1), clock.approx(3)]
@@ -1008,7 +1010,7 @@ def by_error(attempt: int, exc: BaseException | None) -> float:
 
 
 async def test_wait_gives_the_wait_from_the_attempt_and_the_error(
-    clock: Clock, events: list[Event]
+    clock: Clock, events: list[PolicyEvent]
 ) -> None:
     flaky = Flaky(Transient(), Slow(), Transient())
     policy = retry(on=(Transient, Slow), wait=by_error)

@@ -10,7 +10,7 @@ import pytest
 
 from anyway import (
     Backoff,
-    Event,
+    PolicyEvent,
     RetryBudget,
     RetryGaveUp,
     RetryScheduled,
@@ -60,7 +60,7 @@ def test_budget_repr_and_options() -> None:
     assert not hasattr(budget, "__dict__")
 
 
-async def test_budget_caps_retries_under_a_flood(clock: Clock, events: list[Event]) -> None:
+async def test_budget_caps_retries_under_a_flood(clock: Clock, events: list[PolicyEvent]) -> None:
     budget = RetryBudget(ratio=0.1, min_per_second=0, window=10)
     policy = retry(on=Transient, attempts=3, budget=budget, backoff=Backoff(initial=0, max=0))
     flakies = [Flaky(*[Transient(i) for i in range(3)]) for _ in range(50)]
@@ -125,7 +125,7 @@ async def test_budget_refunds_a_cancelled_wait(clock: Clock) -> None:
 async def test_budget_refunds_when_a_hook_fails() -> None:
     budget = RetryBudget(ratio=1, min_per_second=0.1, window=10)
 
-    def hook(event: Event) -> None:
+    def hook(event: PolicyEvent) -> None:
         raise RuntimeError("hook bug")
 
     with pytest.raises(RuntimeError):

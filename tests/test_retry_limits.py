@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import anyway
-from anyway import Backoff, Event, RetryBudget, RetryGaveUp, RetryScheduled, retry
+from anyway import Backoff, PolicyEvent, RetryBudget, RetryGaveUp, RetryScheduled, retry
 from anyway.testing import Clock
 from retry_support import Transient, note_numbers, record_events
 
@@ -60,15 +60,15 @@ async def drive(driver: str, policy: anyway.Retry, fn: Callable[[], Awaitable[An
     raise AssertionError("retrying() ended without a result or an error")
 
 
-def gave_up(events: list[Event]) -> list[RetryGaveUp]:
+def gave_up(events: list[PolicyEvent]) -> list[RetryGaveUp]:
     return [e for e in events if isinstance(e, RetryGaveUp)]
 
 
 # --- defect 4: a slow hook cannot push a wait past the deadline or the timeout ----------
 
 
-def slow_hook(seconds: float) -> Callable[[Event], Awaitable[None]]:
-    async def hook(event: Event) -> None:
+def slow_hook(seconds: float) -> Callable[[PolicyEvent], Awaitable[None]]:
+    async def hook(event: PolicyEvent) -> None:
         if isinstance(event, RetryScheduled):
             await anyio.sleep(seconds)
 
@@ -100,7 +100,7 @@ async def test_a_slow_hook_cannot_push_the_wait_past_the_callers_deadline(
 
 @pytest.mark.parametrize("driver", DRIVERS)
 async def test_a_slow_hook_cannot_push_the_wait_past_the_timeout(
-    clock: Clock, driver: str, events: list[Event]
+    clock: Clock, driver: str, events: list[PolicyEvent]
 ) -> None:
     fn = Timed()
     policy = retry(
@@ -122,7 +122,7 @@ async def test_a_slow_hook_cannot_push_the_wait_past_the_timeout(
 
 @pytest.mark.parametrize("driver", DRIVERS)
 async def test_a_hook_still_running_at_the_timeout_is_cut(
-    clock: Clock, driver: str, events: list[Event]
+    clock: Clock, driver: str, events: list[PolicyEvent]
 ) -> None:
     fn = Timed(0.2)
     policy = retry(on=Transient, timeout=0.5, backoff=Backoff(initial=0), hooks=slow_hook(10))
@@ -144,7 +144,7 @@ async def test_a_hook_still_running_at_the_timeout_is_cut(
 
 @pytest.mark.parametrize("driver", DRIVERS)
 async def test_a_later_attempt_is_cut_at_the_timeout(
-    clock: Clock, driver: str, events: list[Event]
+    clock: Clock, driver: str, events: list[PolicyEvent]
 ) -> None:
     """Attempts of 0.15 s, a 0.08 s wait, timeout 0.2: the first fails at
     0.15, the second starts at 0.23 and is cut at 0.35 (it ran to 0.38)."""
@@ -277,7 +277,7 @@ async def cancel_at(
 )
 async def test_cancelled_during(
     clock: Clock,
-    events: list[Event],
+    events: list[PolicyEvent],
     driver: str,
     where: str,
     at: float,
@@ -297,7 +297,9 @@ async def test_cancelled_during(
 
 
 @pytest.mark.parametrize("driver", DRIVERS)
-async def test_cancelled_during_a_hook(clock: Clock, events: list[Event], driver: str) -> None:
+async def test_cancelled_during_a_hook(
+    clock: Clock, events: list[PolicyEvent], driver: str
+) -> None:
     budget = RetryBudget(ratio=1, min_per_second=0.1, window=100)
     fn = Timed(0.0)
     policy = retry(on=Transient, budget=budget, hooks=slow_hook(5))

@@ -13,7 +13,7 @@ import pytest
 from anyway import (
     Attempt,
     Backoff,
-    Event,
+    PolicyEvent,
     Retry,
     RetryBudget,
     RetryGaveUp,
@@ -93,7 +93,7 @@ async def test_attempt_repr_and_slots() -> None:
                 assert repr(attempt) == "<Attempt num=1 next_wait=0>"
 
 
-async def test_retrying_gives_up_with_the_notes(clock: Clock, events: list[Event]) -> None:
+async def test_retrying_gives_up_with_the_notes(clock: Clock, events: list[PolicyEvent]) -> None:
     raised: list[Transient] = []
     iterator = retrying(on=Transient, attempts=3, backoff=EXACT, name="block")
 
@@ -192,7 +192,7 @@ async def test_a_stale_attempt_changes_nothing() -> None:
 
 
 async def test_retrying_retry_if_result_retries_until_accepted(
-    clock: Clock, events: list[Event]
+    clock: Clock, events: list[PolicyEvent]
 ) -> None:
     seen: list[float] = []
     t0 = clock.now()
@@ -212,7 +212,7 @@ async def test_retrying_retry_if_result_retries_until_accepted(
 
 
 async def test_retrying_gives_up_on_a_rejected_result_like_retry(
-    clock: Clock, events: list[Event]
+    clock: Clock, events: list[PolicyEvent]
 ) -> None:
     # The same rejected results through retry().call and through retrying():
     # same waits, same events; the loop ends without an error and the last
@@ -220,7 +220,7 @@ async def test_retrying_gives_up_on_a_rejected_result_like_retry(
     def policy() -> Retry:
         return retry(on=Transient, attempts=3, retry_if_result=lambda r: r >= 500, backoff=EXACT)
 
-    def steps(events: list[Event]) -> list[tuple[str, int, object]]:
+    def steps(events: list[PolicyEvent]) -> list[tuple[str, int, object]]:
         return [
             ("retry", e.attempt, e.result)
             if isinstance(e, RetryScheduled)
@@ -250,7 +250,7 @@ async def test_retrying_gives_up_on_a_rejected_result_like_retry(
 
 
 async def test_retrying_a_rejected_result_respects_timeout_and_deadline(
-    clock: Clock, events: list[Event]
+    clock: Clock, events: list[PolicyEvent]
 ) -> None:
     # timeout=2.5 from the first rejection: waits 1 (to 1), then 2 would end at 3.
     t0 = clock.now()

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from outcome import Error, Value
 
 import anyway
-from anyway import DeadlineExceeded, DeadlineExpired, Event
+from anyway import DeadlineExceeded, DeadlineExpired, PolicyEvent
 from anyway.testing import Clock
 
 pytestmark = [pytest.mark.anyio, pytest.mark.foreign_clocks]
@@ -175,9 +175,9 @@ async def test_settle_bad_input() -> None:
 
 
 @pytest.fixture
-def events() -> Iterator[list[Event]]:
+def events() -> Iterator[list[PolicyEvent]]:
     """The events emitted during the test."""
-    seen: list[Event] = []
+    seen: list[PolicyEvent] = []
     anyway.add_hook(seen.append)
     try:
         yield seen
@@ -185,7 +185,7 @@ def events() -> Iterator[list[Event]]:
         anyway.remove_hook(seen.append)
 
 
-async def test_settle_timeout_keeps_what_finished(clock: Clock, events: list[Event]) -> None:
+async def test_settle_timeout_keeps_what_finished(clock: Clock, events: list[PolicyEvent]) -> None:
     log = Log()
     boom = ValueError("boom")
     t0 = clock.now()
@@ -215,7 +215,7 @@ async def test_settle_timeout_keeps_what_finished(clock: Clock, events: list[Eve
     ]
 
 
-async def test_settle_timeout_not_reached(clock: Clock, events: list[Event]) -> None:
+async def test_settle_timeout_not_reached(clock: Clock, events: list[PolicyEvent]) -> None:
     t0 = clock.now()
     assert await anyway.settle(after(1, "a"), after(2, "b"), timeout=3) == [
         Value("a"),

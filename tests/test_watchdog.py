@@ -74,7 +74,7 @@ async def test_two_stalls_are_two_reports_and_on_block_runs_on_the_loop_thread()
 
 @pytest.mark.real_time
 async def test_without_on_block_the_global_hooks_get_the_event() -> None:
-    events: list[anyway.Event] = []
+    events: list[anyway.PolicyEvent] = []
     anyway.add_hook(events.append)
     try:
         with anyway.watchdog(THRESHOLD):

@@ -19,7 +19,6 @@ from ._events import BreakerStateChanged as BreakerStateChanged
 from ._events import CallRejected as CallRejected
 from ._events import CircuitState as CircuitState
 from ._events import DeadlineExpired as DeadlineExpired
-from ._events import Event as Event
 from ._events import PolicyEvent as PolicyEvent
 from ._events import GiveUpKind as GiveUpKind
 from ._events import Hook as Hook
@@ -99,7 +98,6 @@ __all__ = [  # noqa: RUF022 - grouped by area, sorted within each group
     "CallRejected",
     "CircuitState",
     "DeadlineExpired",
-    "Event",
     "GiveUpKind",
     "Hook",
     "PolicyEvent",

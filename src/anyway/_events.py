@@ -26,7 +26,6 @@ __all__ = [
     "CallRejected",
     "CircuitState",
     "DeadlineExpired",
-    "Event",
     "GiveUpKind",
     "Hook",
     "LimitChanged",
@@ -89,10 +88,6 @@ class PolicyEvent:
     (the breaker's name, the function's qualified name for retry...)."""
 
     policy: str
-
-
-Event = PolicyEvent
-"""The old name of :class:`PolicyEvent` (it read like ``anyio.Event``)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
