@@ -271,3 +271,12 @@ async def test_budget_public_refund_gives_back_the_latest_live_withdrawal(clock:
     await anyio.sleep(5)  # at 6: everything expired (by 5)
     budget.refund()
     assert budget.balance == pytest.approx(1)  # the reserve only
+
+
+async def test_withdraw_gives_a_receipt_that_refund_honours() -> None:
+    budget = RetryBudget(ratio=0.0, min_per_second=0.1, window=10.0)  # one retry in reserve
+    receipt = budget.withdraw()
+    assert receipt is not None
+    assert budget.withdraw() is None  # exhausted
+    budget.refund(receipt)
+    assert budget.withdraw() is not None  # the refunded retry is available again

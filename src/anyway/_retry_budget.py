@@ -131,9 +131,18 @@ class RetryBudget:
         """Pay for one retry if the budget allows it; ``False`` if exhausted."""
         return self._withdraw() is not None
 
-    def refund(self) -> None:
+    def withdraw(self) -> int | None:
+        """Pay for one retry: a receipt for :meth:`refund`, or ``None`` if the
+        budget is exhausted (what a retry loop of your own would call)."""
+        return self._withdraw()
+
+    def refund(self, receipt: int | None = None) -> None:
         """Give back a withdrawal whose retry did not happen (e.g. cancelled
-        wait): the most recent one that has not expired yet, if any."""
+        wait): the one *receipt* names (if it has not expired yet), or without
+        one the most recent one that has not expired yet, if any."""
+        if receipt is not None:
+            self._refund(receipt)
+            return
         if self._epoch is None:
             return
         self._now()

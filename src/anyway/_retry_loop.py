@@ -253,7 +253,7 @@ class RetryLoop:
                 return delay, reason
         budget = self.settings.budget
         if budget is not None:
-            withdrawn = budget._withdraw()
+            withdrawn = budget.withdraw()
             if withdrawn is None:
                 return delay, _Stop("budget", f"retry budget exhausted ({budget!r})")
             self.withdrawn = withdrawn
@@ -262,7 +262,7 @@ class RetryLoop:
     def _refund(self) -> None:
         budget = self.settings.budget
         if budget is not None:
-            budget._refund(self.withdrawn)  # the retry will not happen
+            budget.refund(self.withdrawn)  # the retry will not happen
 
     def wants_events(self) -> bool:
         """Whether a :class:`RetryScheduled` would reach anyone (checked once
