@@ -57,19 +57,22 @@ def _pytest(session: nox.Session, *extra: str) -> None:
         "HYPOTHESIS_PROFILE": os.environ.get("HYPOTHESIS_PROFILE", "ci"),
     }
     session.run("coverage", "erase", env=env)
-    # Two workers (pytest-xdist) on the machine's cores; pytest-cov measures
-    # them and writes one branch-coverage file per session.
+    # Two workers (pytest-xdist) on the machine's cores; coverage measures them
+    # as subprocesses (`patch = ["subprocess"]`), and the main process from the
+    # start, so modules the pytest plugin imports early count too.
     workers = os.environ.get("ANYWAY_TEST_WORKERS", "auto")
     session.run(
+        "coverage",
+        "run",
+        "-m",
         "pytest",
         *(["-n", workers] if workers != "0" else []),
-        "--cov=anyway",
-        "--cov-branch",
-        "--cov-report=term-missing:skip-covered",
         *extra,
         *session.posargs,
         env=env,
     )
+    session.run("coverage", "combine", "--quiet", env=env)
+    session.run("coverage", "report", "--skip-covered", env=env)
 
 
 def tests(session: nox.Session) -> None:
