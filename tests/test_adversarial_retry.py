@@ -12,8 +12,11 @@ import pytest
 
 import anyway
 from anyway import Backoff, PolicyEvent, RetryBudget, RetryGaveUp, retry, retrying
-from anyway.testing import Clock
+from anyway.testing import Clock, backends
 from retry_support import EXACT, Flaky, Transient, offsets
+
+#: asyncio, and trio where installed (the suite also runs without Trio)
+LOOPS = [name for name, _ in backends(uvloop=False)]
 
 pytestmark = [pytest.mark.anyio, pytest.mark.foreign_clocks]
 
@@ -170,8 +173,8 @@ RETRY_AT_IMPORT = retry(on=Transient, attempts=3, backoff=Backoff(initial=1, max
 BUDGET_AT_IMPORT = RetryBudget(ratio=0.0, min_per_second=0.1, window=10.0)
 
 
-@pytest.mark.parametrize("second", ["asyncio", "trio"])
-@pytest.mark.parametrize("first", ["asyncio", "trio"])
+@pytest.mark.parametrize("second", LOOPS)
+@pytest.mark.parametrize("first", LOOPS)
 def test_a_policy_made_at_import_works_in_successive_runs(first: str, second: str) -> None:
     async def main() -> tuple[object, float]:
         fn = Flaky(Transient(), Transient())
