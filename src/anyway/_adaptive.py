@@ -40,10 +40,10 @@ from types import TracebackType
 from typing import Final, final
 
 import anyio
-from anyio.lowlevel import RunVar, checkpoint
+from anyio.lowlevel import checkpoint
 
 from ._events import Hook, LimitChanged, check_hooks, emit
-from ._util import is_control_flow
+from ._util import current_run, is_control_flow
 from ._validate import check_count
 
 __all__ = ["AdaptiveLimiter", "AdaptiveLimiterStatistics"]
@@ -59,21 +59,10 @@ _EPOCH: Final = 50
 #: Latencies below this many seconds are not told apart (coarse or quantized clocks).
 _RESOLUTION: Final = 1e-4
 
-# Which run of an event loop the limiter's state belongs to: a limiter used
-# from a new event loop (a later anyio.run) starts afresh there.
-_RUN: RunVar[object] = RunVar("anyway.adaptive.run")
 # The calls inside, per task: ((limiter, entry time, generation), ...).
 _STARTS: ContextVar[tuple[tuple[object, float, int], ...]] = ContextVar(
     "anyway.adaptive.starts", default=()
 )
-
-
-def _current_run() -> object:
-    run = _RUN.get(None)
-    if run is None:
-        run = object()
-        _RUN.set(run)
-    return run
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -214,7 +203,7 @@ class AdaptiveLimiter:
     def _check_run(self) -> None:
         """Start afresh on first use in an event loop (nothing outside one)."""
         try:
-            run = _current_run()
+            run = current_run()
         except RuntimeError:  # no event loop here: the state as it was left
             return
         if run is not self._run:
@@ -261,8 +250,7 @@ class AdaptiveLimiter:
 
     async def __aenter__(self) -> None:
         await checkpoint()
-        if _RUN.get(None) is not self._run or self._run is None:
-            self._check_run()  # first use in this event loop: start afresh
+        self._check_run()  # first use in this event loop: start afresh
         # Nobody waits while there is room: a leaving task hands its place
         # straight to the oldest waiter, so a newcomer never jumps the queue.
         if self._waiters or self._in_flight >= int(self._limit):

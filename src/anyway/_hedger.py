@@ -19,10 +19,9 @@ from dataclasses import dataclass
 from typing import Final, Generic, NoReturn, TypeVar, TypeVarTuple, Unpack, final
 
 import anyio
-from anyio.lowlevel import RunVar
 
 from ._groups import raised_in_cleanup
-from ._util import call_async, check_callable_arg, name_of
+from ._util import call_async, check_callable_arg, current_run, name_of
 from ._validate import check_count, check_number
 
 __all__ = ["Hedger", "HedgerStatistics"]
@@ -36,17 +35,6 @@ _WINDOW: Final = 1000
 _UNIT: Final = 1_000_000
 #: The most tokens the budget holds: extra copies in a row after a quiet spell.
 _BURST: Final = 10
-
-# Which run of an event loop the hedger's state belongs to (see _adaptive).
-_RUN: RunVar[object] = RunVar("anyway.hedger.run")
-
-
-def _current_run() -> object:
-    run = _RUN.get(None)
-    if run is None:
-        run = object()
-        _RUN.set(run)
-    return run
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -211,7 +199,7 @@ class Hedger:
     def _check_run(self) -> None:
         """Start afresh on first use in an event loop (nothing outside one)."""
         try:
-            run = _current_run()
+            run = current_run()
         except RuntimeError:  # no event loop here: the state as it was left
             return
         if run is not self._run:

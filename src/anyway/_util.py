@@ -16,6 +16,7 @@ from types import CoroutineType
 from typing import Any, Final, TypeVar
 
 import anyio
+from anyio.lowlevel import RunVar
 
 __all__ = [
     "NotAwaitableError",
@@ -23,6 +24,7 @@ __all__ = [
     "check_async_function",
     "check_callable_arg",
     "check_late_binding",
+    "current_run",
     "is_async_function",
     "is_control_flow",
     "name_of",
@@ -163,3 +165,18 @@ def is_control_flow(exc: BaseException) -> bool:
     if isinstance(exc, never):
         return True
     return isinstance(exc, BaseExceptionGroup) and exc.subgroup(never) is not None
+
+
+#: A token per run of an event loop (one ``anyio.run``), for primitives that may
+#: be created at import time: used from a new run, they start afresh there.
+_RUN: RunVar[object] = RunVar("anyway.run")
+
+
+def current_run() -> object:
+    """An object that identifies the running ``anyio.run`` (the same for the
+    whole run, a new one in the next). ``RuntimeError`` outside an event loop."""
+    run = _RUN.get(None)
+    if run is None:
+        run = object()
+        _RUN.set(run)
+    return run
