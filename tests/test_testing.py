@@ -374,6 +374,29 @@ def test_accelerated_uvloop_runs_faster() -> None:
     assert wall < 3.0 / 2  # measured ~30 ms; only proves time is scaled
 
 
+def test_accelerated_uvloop_timers_fire_in_order_and_never_early() -> None:
+    """libuv rounds timers to its own milliseconds: two deadlines due a few
+    microseconds apart used to fire in the wrong order now and then (an outer
+    deadline then lost a tie to an inner one)."""
+    factory = accelerated_uvloop_factory(20)
+
+    async def main() -> list[tuple[int, float, float]]:
+        loop = asyncio.get_running_loop()
+        fired: list[tuple[int, float, float]] = []
+        done = anyio.Event()
+        for i in range(400):
+            due = loop.time() + 0.2
+            loop.call_at(due, lambda i=i, due=due: fired.append((i, due, loop.time())))
+            sum(range(i * 20))  # busy work moves libuv's clock between the timers
+        loop.call_at(loop.time() + 0.3, done.set)
+        await done.wait()
+        return fired
+
+    fired = anyio.run(main, backend="asyncio", backend_options={"loop_factory": factory})
+    assert [i for i, _, _ in fired] == list(range(400))
+    assert all(at >= due for _, due, at in fired)
+
+
 @pytest.mark.parametrize("backend", VIRTUAL)
 def test_virtual_time_far_from_zero_keeps_moving(backend: str) -> None:
     """At 1e9 s, adding asyncio's 1 ns clock resolution no longer changes a

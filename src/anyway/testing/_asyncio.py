@@ -22,6 +22,8 @@ from typing import Any, TypeVar, TypeVarTuple, Unpack
 
 from ._threads import install
 
+_FOREVER = 1e9  # seconds; a timer this far away never fires in a test
+
 __all__ = ["VirtualTimeEventLoop", "accelerated_uvloop_factory", "current_virtual_loop"]
 
 _T = TypeVar("_T")
@@ -185,13 +187,23 @@ def accelerated_uvloop_factory(speedup: float) -> Callable[[], asyncio.AbstractE
             *args: *_Ts,
             context: Context | None = None,
         ) -> asyncio.TimerHandle:
-            # libuv measures the delay from its cached loop time, which lags
-            # after busy work; add the lag so that the timer never fires early.
-            lag = max(0.0, time.monotonic() - uvloop.Loop.time(self))
-            handle: asyncio.TimerHandle = super().call_later(
-                max(0.0, delay) / self._anyway_speedup + lag, callback, *args, context=context
-            )
-            return handle
+            # libuv fires timers on whole milliseconds of its own clock, measured
+            # from the moment the timer starts: aim at the first millisecond at
+            # or after the due time, so that a timer never fires early (AnyIO
+            # would re-arm it, after a later one) and timers due in order fire
+            # in order. If libuv's clock ticked between our reading and the
+            # start, the timer is one millisecond late: start it again.
+            if not delay < _FOREVER:  # inf, or too far to matter: uvloop caps it
+                return super().call_later(_FOREVER, callback, *args, context=context)
+            due_ms = math.ceil((time.monotonic() + max(0.0, delay) / self._anyway_speedup) * 1e3)
+            while True:
+                now_ms = round(uvloop.Loop.time(self) * 1e3)  # refreshes libuv's clock
+                handle: asyncio.TimerHandle = super().call_later(
+                    max(0, due_ms - now_ms) / 1e3, callback, *args, context=context
+                )
+                if due_ms <= now_ms or round(handle.when() * 1e3) <= due_ms:
+                    return handle
+                handle.cancel()
 
         def call_at(
             self,
