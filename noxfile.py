@@ -49,6 +49,11 @@ def group(name: str) -> list[str]:
     return list(nox.project.dependency_groups(PYPROJECT, name))
 
 
+def _needs_trio(requirement: str) -> bool:
+    """Trio itself, or a package that depends on it (pytest-trio)."""
+    return requirement.startswith(("trio", "pytest-trio"))
+
+
 def _pytest(session: nox.Session, *extra: str) -> None:
     # Hypothesis' "ci" profile (tests/conftest.py): derandomized, no example
     # database, so that a run never replays a failure from an earlier one.
@@ -94,7 +99,7 @@ tests = nox.session(python=PYTHONS)(tests)
 @nox.session(python=DEFAULT_PYTHON)
 def tests_without_trio(session: nox.Session) -> None:
     """The suite without Trio installed: proves Trio is optional."""
-    session.install(".", *[dep for dep in group("test") if not dep.startswith("trio")])
+    session.install(".", *[dep for dep in group("test") if not _needs_trio(dep)])
     session.run("python", "-c", "import importlib.util as u; assert u.find_spec('trio') is None")
     _pytest(session)
 
