@@ -406,15 +406,19 @@ async def test_portable(anyio_backend, resource):
 
 
 @needs_pytest_trio
+@pytest.mark.parametrize("enabled_by", ["ini", "conftest"])
 def test_pytest_trio_mode_keeps_its_tests_and_leaves_anyio_its_own(
-    pytester: pytest.Pytester,
+    pytester: pytest.Pytester, enabled_by: str
 ) -> None:
     """trio_mode marks every async test `trio`: without the plugin's help the
     AnyIO test's asyncio and uvloop legs ran on Trio (and its async fixture
     hit a nested trio.run), and the Trio tests asking for `clock` or
     `anyio_backend` ran once per backend, every copy on Trio."""
-    pytester.makeconftest(BACKENDS_CONFTEST)
-    pytester.makeini("[pytest]\ntrio_mode = true\n")
+    if enabled_by == "ini":
+        pytester.makeconftest(BACKENDS_CONFTEST)
+        pytester.makeini("[pytest]\ntrio_mode = true\n")
+    else:  # pytest-trio's other way to turn trio mode on
+        pytester.makeconftest("from pytest_trio.enable_trio_mode import *\n" + BACKENDS_CONFTEST)
     pytester.makepyfile(TRIO_MODE_TESTS)
     result = pytester.runpytest_inprocess(*PLUGINS, "-v")
     # the Trio tests with an anyio_backend parameter keep one leg each (3 x 2 dropped)

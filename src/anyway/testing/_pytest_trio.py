@@ -34,13 +34,21 @@ _TRIO_OWN_ID = "trio"
 
 
 def trio_mode(config: pytest.Config) -> bool:
-    """Whether pytest-trio is active and takes every async test (``trio_mode = true``)."""
+    """Whether pytest-trio takes every async test: ``trio_mode = true`` in
+    the configuration, or a conftest that does
+    ``from pytest_trio.enable_trio_mode import *``."""
     if not config.pluginmanager.hasplugin("trio"):
         return False
     try:
-        return bool(config.getini("trio_mode"))
+        if config.getini("trio_mode"):
+            return True
     except ValueError:  # pytest-trio not loaded after all: no such ini option
         return False
+    return any(
+        getattr(getattr(plugin, "pytest_collection_modifyitems", None), "__module__", None)
+        == "pytest_trio.enable_trio_mode"
+        for plugin in config.pluginmanager.get_plugins()
+    )
 
 
 def _is_coroutine_test(item: pytest.Item) -> bool:
