@@ -31,7 +31,7 @@ from ._util import check_async_function
 from ._validate import check_async_cm, check_seconds
 from .abc import Limiter
 
-__all__ = ["NO_FALLBACK", "resilient"]
+__all__ = ["NO_FALLBACK", "FallbackDecorator", "ResilientDecorator", "resilient"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -53,7 +53,7 @@ NO_FALLBACK: Final = _NoFallback.NO_FALLBACK
 propagates. A sentinel, because ``None`` is a fine fallback value."""
 
 
-class Decorator(Protocol):
+class ResilientDecorator(Protocol):
     """What :func:`resilient` returns without a fallback: a decorator that
     keeps the function's parameters and return type."""
 
@@ -86,7 +86,7 @@ def resilient(
     bulkhead: Limiter | None = ...,
     limiter: Limiter | None = ...,
     fallback: Literal[_NoFallback.NO_FALLBACK] = ...,
-) -> Decorator: ...
+) -> ResilientDecorator: ...
 
 
 @overload
@@ -137,7 +137,7 @@ def resilient(
     bulkhead: Limiter | None = None,
     limiter: Limiter | None = None,
     fallback: Any = NO_FALLBACK,
-) -> Decorator | FallbackDecorator[Any]:
+) -> ResilientDecorator | FallbackDecorator[Any]:
     """Decorate an async function with resilience policies, applied in one order::
 
         @anyway.resilient(
