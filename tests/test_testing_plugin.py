@@ -468,3 +468,27 @@ async def test_portable(anyio_backend):
     result = pytester.runpytest_inprocess(*PLUGINS, "-v")
     result.assert_outcomes(passed=1 + 3, deselected=2)
     result.stdout.fnmatch_lines(["backends: asyncio=1 uvloop=1 trio=2"])
+
+
+def test_a_trio_mark_means_nothing_without_pytest_trio(pytester: pytest.Pytester) -> None:
+    """Somebody's own `trio` marker (no pytest-trio): the legs stay as they are."""
+    pytester.makeconftest(BACKENDS_CONFTEST)
+    pytester.makeini("[pytest]\nmarkers =\n    trio: ours\n")
+    pytester.makepyfile(
+        """
+import pytest
+
+@pytest.mark.trio
+@pytest.mark.anyio
+async def test_marked(anyio_backend):
+    pass
+
+@pytest.mark.trio
+async def test_clock_only(clock):  # AnyIO runs it: it has an anyio_backend
+    pass
+"""
+    )
+    result = pytester.runpytest_inprocess(*PLUGINS, "-p", "no:trio", "-v")
+    trio = 1 if HAVE_TRIO else 0
+    result.assert_outcomes(passed=2 * (2 + trio))
+    result.stdout.fnmatch_lines([f"backends: asyncio=2 uvloop=2 trio={2 * trio}"])

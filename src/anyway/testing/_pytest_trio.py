@@ -71,6 +71,8 @@ def is_anyio_test(item: pytest.Item) -> bool:
 
 def is_pytest_trio_test(item: pytest.Item, *, in_trio_mode: bool) -> bool:
     """An async test pytest-trio runs (and AnyIO does not)."""
+    if not item.config.pluginmanager.hasplugin("trio"):
+        return False  # (a `trio` mark of somebody else's means nothing here)
     if not _is_coroutine_test(item) or is_anyio_test(item):
         return False
     return in_trio_mode or item.get_closest_marker("trio") is not None
