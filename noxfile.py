@@ -8,9 +8,13 @@ present, else virtualenv.
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import re
 import shutil
 import subprocess
+import sys
+import types
 from pathlib import Path
 
 import nox
@@ -49,11 +53,45 @@ def group(name: str) -> list[str]:
     return list(nox.project.dependency_groups(PYPROJECT, name))
 
 
+def _needs_trio(requirement: str) -> bool:
+    """Trio itself, or a package that depends on it (pytest-trio)."""
+    return requirement.startswith(("trio", "pytest-trio"))
+
+
+def _load_nox_helper() -> types.ModuleType:
+    """anyway.testing.nox from this clone. nox runs this file with its own
+    Python, where anyway (and AnyIO) need not be installed: the module needs
+    only the standard library, so it is loaded from its file."""
+    spec = importlib.util.spec_from_file_location(
+        "anyway_testing_nox", ROOT / "src" / "anyway" / "testing" / "nox.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # (dataclasses look their module up)
+    spec.loader.exec_module(module)
+    return module
+
+
+anyway_nox = _load_nox_helper()
+TEST_DEPS = group("test")
+# what each loop needs, from the test group; the rest is installed everywhere
+LOOP_DEPS = {
+    "trio": [dep for dep in TEST_DEPS if _needs_trio(dep)],
+    "uvloop": [dep for dep in TEST_DEPS if dep.startswith("uvloop")],
+}
+BASE_TEST_DEPS = [dep for dep in TEST_DEPS if not any(dep in deps for deps in LOOP_DEPS.values())]
+# Every Python on every loop (`tests`), and one Python without Trio installed
+# (`tests_without_trio`): not a full product, so CI runs the suite once per Python, plus once.
+(ALL_LOOPS,) = anyway_nox.variants(requirements=LOOP_DEPS)
+(WITHOUT_TRIO,) = anyway_nox.variants(backends=[("asyncio", "uvloop")], requirements=LOOP_DEPS)
+
+
 def _pytest(session: nox.Session, *extra: str) -> None:
     # Hypothesis' "ci" profile (tests/conftest.py): derandomized, no example
     # database, so that a run never replays a failure from an earlier one.
     env = {
-        "COVERAGE_FILE": str(ROOT / f".coverage.{session.name}"),
+        "COVERAGE_FILE": str(ROOT / f".coverage.{re.sub(r'[^A-Za-z0-9.]+', '-', session.name)}"),
         "HYPOTHESIS_PROFILE": os.environ.get("HYPOTHESIS_PROFILE", "ci"),
     }
     session.run("coverage", "erase", env=env)
@@ -75,10 +113,18 @@ def _pytest(session: nox.Session, *extra: str) -> None:
     session.run("coverage", "report", "--skip-covered", env=env)
 
 
-def tests(session: nox.Session) -> None:
+def _tests(session: nox.Session, variant: anyway_nox.Variant) -> None:
+    session.install(".", *BASE_TEST_DEPS, *variant.install)
+    if "trio" not in variant.backends:
+        session.run(
+            "python", "-c", "import importlib.util as u; assert u.find_spec('trio') is None"
+        )
+    _pytest(session, *variant.pytest_args)
+
+
+def tests(session: nox.Session, variant: anyway_nox.Variant) -> None:
     """The whole suite on asyncio, asyncio+uvloop and trio, with branch coverage."""
-    session.install(".", *group("test"))
-    _pytest(session)
+    _tests(session, variant)
 
 
 # `nox -l` shows which of the classifiers' Pythons this machine cannot run, and why
@@ -88,15 +134,14 @@ if SKIPPED:
     tests.__doc__ = f"{tests.__doc__} Skipped here: " + "; ".join(
         f"{version}: {why}" for version, why in SKIPPED.items()
     )
-tests = nox.session(python=PYTHONS)(tests)
+tests = nox.session(anyway_nox.parametrize(ALL_LOOPS.on(python) for python in PYTHONS)(tests))
 
 
-@nox.session(python=DEFAULT_PYTHON)
-def tests_without_trio(session: nox.Session) -> None:
-    """The suite without Trio installed: proves Trio is optional."""
-    session.install(".", *[dep for dep in group("test") if not dep.startswith("trio")])
-    session.run("python", "-c", "import importlib.util as u; assert u.find_spec('trio') is None")
-    _pytest(session)
+@nox.session
+@anyway_nox.parametrize([WITHOUT_TRIO.on(DEFAULT_PYTHON)])
+def tests_without_trio(session: nox.Session, variant: anyway_nox.Variant) -> None:
+    """The suite without Trio installed (on asyncio and uvloop): proves Trio is optional."""
+    _tests(session, variant)
 
 
 @nox.session(python=DEFAULT_PYTHON)
@@ -110,9 +155,11 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=DEFAULT_PYTHON)
 def typing(session: nox.Session) -> None:
     """mypy --strict on the package and on tests/typing (the pinned API types),
-    and pyright's type completeness of the public API (must be 100 %)."""
+    pyright on the types users see most (resilient's fallback), and pyright's
+    type completeness of the public API (must be 100 %)."""
     session.install(".", *group("typing"))
     session.run("mypy", "--strict")
+    session.run("pyright", "tests/typing/compose_api.py")
     session.run("pyright", "--verifytypes", "anyway", "--ignoreexternal")
 
 

@@ -359,3 +359,136 @@ async def test_virtual_time_marker_in_a_suite_that_parametrizes_itself(clock: Cl
     start = clock.now()
     await anyio.sleep(2)
     assert clock.now() - start == clock.approx(2)
+
+
+# --- pytest-trio's trio_mode: its tests are its own, AnyIO's are AnyIO's -------
+
+HAVE_PYTEST_TRIO = importlib.util.find_spec("pytest_trio") is not None
+needs_pytest_trio = pytest.mark.skipif(not HAVE_PYTEST_TRIO, reason="pytest-trio not installed")
+
+BACKENDS_CONFTEST = """
+import pytest
+from anyway.testing import backend_id, backends, fresh_backend
+
+@pytest.fixture(params=backends(virtual_time=True), ids=backend_id)
+def anyio_backend(request):
+    return fresh_backend(request)
+"""
+
+TRIO_MODE_TESTS = """
+import anyio, pytest, sniffio, trio
+
+async def test_trio_only():
+    await trio.sleep(0)
+
+async def test_trio_clock(clock):
+    assert sniffio.current_async_library() == "trio"
+    assert (clock.backend, clock.virtual) == ("trio", False)  # pytest-trio: real time
+
+async def test_trio_autojump(clock, autojump_clock):
+    assert (clock.backend, clock.virtual) == ("trio", True)
+    start = clock.now()
+    await trio.sleep(5)
+    assert clock.now() - start == clock.approx(5)
+
+async def test_trio_asks_for_the_backend(anyio_backend):
+    assert sniffio.current_async_library() == "trio"
+
+@pytest.fixture
+async def resource(anyio_backend):
+    yield sniffio.current_async_library()
+
+@pytest.mark.anyio
+async def test_portable(anyio_backend, resource):
+    assert sniffio.current_async_library() == resource == anyio_backend[0]
+    await anyio.sleep(1)
+"""
+
+
+@needs_pytest_trio
+@pytest.mark.parametrize("enabled_by", ["ini", "conftest"])
+def test_pytest_trio_mode_keeps_its_tests_and_leaves_anyio_its_own(
+    pytester: pytest.Pytester, enabled_by: str
+) -> None:
+    """trio_mode marks every async test `trio`: without the plugin's help the
+    AnyIO test's asyncio and uvloop legs ran on Trio (and its async fixture
+    hit a nested trio.run), and the Trio tests asking for `clock` or
+    `anyio_backend` ran once per backend, every copy on Trio."""
+    if enabled_by == "ini":
+        pytester.makeconftest(BACKENDS_CONFTEST)
+        pytester.makeini("[pytest]\ntrio_mode = true\n")
+    else:  # pytest-trio's other way to turn trio mode on
+        pytester.makeconftest("from pytest_trio.enable_trio_mode import *\n" + BACKENDS_CONFTEST)
+    pytester.makepyfile(TRIO_MODE_TESTS)
+    result = pytester.runpytest_inprocess(*PLUGINS, "-v")
+    # the Trio tests with an anyio_backend parameter keep one leg each (3 x 2 dropped)
+    result.assert_outcomes(passed=4 + 3, deselected=6)
+    result.stdout.fnmatch_lines(
+        [
+            "*::test_trio_only PASSED*",
+            "*::test_trio_clock?trio? PASSED*",
+            "*::test_portable?asyncio? PASSED*",
+            "*::test_portable?uvloop? PASSED*",
+            "*::test_portable?trio? PASSED*",
+            "backends: asyncio=1 uvloop=1 trio=5",
+        ],
+        consecutive=False,
+    )
+    assert "test_trio_clock[asyncio]" not in result.stdout.str()
+
+
+@needs_pytest_trio
+def test_pytest_trio_tests_follow_anyio_backends(pytester: pytest.Pytester) -> None:
+    """--anyio-backends=asyncio runs no Trio test, pytest-trio's included."""
+    pytester.makeconftest(BACKENDS_CONFTEST)
+    pytester.makeini("[pytest]\ntrio_mode = true\n")
+    pytester.makepyfile(TRIO_MODE_TESTS)
+    result = pytester.runpytest_inprocess(*PLUGINS, "-v", "--anyio-backends=asyncio")
+    result.assert_outcomes(passed=1, deselected=6 + 4 + 2)
+    result.stdout.fnmatch_lines(["*::test_portable?asyncio? PASSED*", "backends: asyncio=1 *"])
+
+
+@needs_pytest_trio
+def test_a_test_marked_trio_counts_as_trio_without_trio_mode(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(BACKENDS_CONFTEST)
+    pytester.makepyfile(
+        """
+import pytest, sniffio
+
+@pytest.mark.trio
+async def test_trio(clock):
+    assert sniffio.current_async_library() == "trio"
+    assert clock.backend == "trio"
+
+@pytest.mark.anyio
+async def test_portable(anyio_backend):
+    assert sniffio.current_async_library() == anyio_backend[0]
+"""
+    )
+    result = pytester.runpytest_inprocess(*PLUGINS, "-v")
+    result.assert_outcomes(passed=1 + 3, deselected=2)
+    result.stdout.fnmatch_lines(["backends: asyncio=1 uvloop=1 trio=2"])
+
+
+def test_a_trio_mark_means_nothing_without_pytest_trio(pytester: pytest.Pytester) -> None:
+    """Somebody's own `trio` marker (no pytest-trio): the legs stay as they are."""
+    pytester.makeconftest(BACKENDS_CONFTEST)
+    pytester.makeini("[pytest]\nmarkers =\n    trio: ours\n")
+    pytester.makepyfile(
+        """
+import pytest
+
+@pytest.mark.trio
+@pytest.mark.anyio
+async def test_marked(anyio_backend):
+    pass
+
+@pytest.mark.trio
+async def test_clock_only(clock):  # AnyIO runs it: it has an anyio_backend
+    pass
+"""
+    )
+    result = pytester.runpytest_inprocess(*PLUGINS, "-p", "no:trio", "-v")
+    trio = 1 if HAVE_TRIO else 0
+    result.assert_outcomes(passed=2 * (2 + trio))
+    result.stdout.fnmatch_lines([f"backends: asyncio=2 uvloop=2 trio={2 * trio}"])

@@ -22,7 +22,7 @@ import enum
 import functools
 import inspect
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, Final, ParamSpec, TypeVar
+from typing import Any, Final, Literal, ParamSpec, Protocol, TypeVar, overload
 
 from ._breaker import CircuitBreaker
 from ._deadline import deadline
@@ -31,10 +31,12 @@ from ._util import check_async_function
 from ._validate import check_async_cm, check_seconds
 from .abc import Limiter
 
-__all__ = ["NO_FALLBACK", "resilient"]
+__all__ = ["NO_FALLBACK", "FallbackDecorator", "ResilientDecorator", "resilient"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
+R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
 
 
 class _NoFallback(enum.Enum):
@@ -51,6 +53,81 @@ NO_FALLBACK: Final = _NoFallback.NO_FALLBACK
 propagates. A sentinel, because ``None`` is a fine fallback value."""
 
 
+class ResilientDecorator(Protocol):
+    """What :func:`resilient` returns without a fallback: a decorator that
+    keeps the function's parameters and return type."""
+
+    def __call__(self, fn: Callable[P, Awaitable[T]], /) -> Callable[P, Coroutine[Any, Any, T]]: ...
+
+
+class FallbackDecorator(Protocol[R_co]):
+    """What :func:`resilient` returns with a fallback producing ``R_co``: a
+    decorator whose function returns ``T | R_co``, the function's type or the
+    fallback's.
+
+    So ``@resilient(fallback=None)`` on a function returning ``int`` makes it
+    return ``int | None``, and ``@resilient(fallback="")`` makes it return
+    ``int | str``: a type error wherever the result is used as an ``int``.
+    A fallback of the function's own type (or a subtype) leaves it unchanged.
+    """
+
+    def __call__(
+        self, fn: Callable[P, Awaitable[T]], /
+    ) -> Callable[P, Coroutine[Any, Any, T | R_co]]: ...
+
+
+@overload
+def resilient(
+    *,
+    timeout: float | None = ...,
+    attempt_timeout: float | None = ...,
+    retry: Retry | None = ...,
+    breaker: CircuitBreaker | None = ...,
+    bulkhead: Limiter | None = ...,
+    limiter: Limiter | None = ...,
+    fallback: Literal[_NoFallback.NO_FALLBACK] = ...,
+) -> ResilientDecorator: ...
+
+
+@overload
+def resilient(
+    *,
+    timeout: float | None = ...,
+    attempt_timeout: float | None = ...,
+    retry: Retry | None = ...,
+    breaker: CircuitBreaker | None = ...,
+    bulkhead: Limiter | None = ...,
+    limiter: Limiter | None = ...,
+    fallback: Callable[[Exception], Awaitable[R]],
+) -> FallbackDecorator[R]: ...
+
+
+@overload
+def resilient(
+    *,
+    timeout: float | None = ...,
+    attempt_timeout: float | None = ...,
+    retry: Retry | None = ...,
+    breaker: CircuitBreaker | None = ...,
+    bulkhead: Limiter | None = ...,
+    limiter: Limiter | None = ...,
+    fallback: Callable[[Exception], R],
+) -> FallbackDecorator[R]: ...
+
+
+@overload
+def resilient(
+    *,
+    timeout: float | None = ...,
+    attempt_timeout: float | None = ...,
+    retry: Retry | None = ...,
+    breaker: CircuitBreaker | None = ...,
+    bulkhead: Limiter | None = ...,
+    limiter: Limiter | None = ...,
+    fallback: R,
+) -> FallbackDecorator[R]: ...
+
+
 def resilient(
     *,
     timeout: float | None = None,
@@ -60,7 +137,7 @@ def resilient(
     bulkhead: Limiter | None = None,
     limiter: Limiter | None = None,
     fallback: Any = NO_FALLBACK,
-) -> Callable[[Callable[P, Awaitable[T]]], Callable[P, Coroutine[Any, Any, T]]]:
+) -> ResilientDecorator | FallbackDecorator[Any]:
     """Decorate an async function with resilience policies, applied in one order::
 
         @anyway.resilient(
@@ -100,6 +177,9 @@ def resilient(
     returns an awaitable). It runs outside the overall deadline, and never
     on cancellation. The default :data:`NO_FALLBACK` lets the error
     propagate; to return a callable as the value, wrap it in a lambda.
+    Typed: the decorated function returns its own type or the fallback's
+    (``int | None`` for ``fallback=None`` on a function returning ``int``;
+    unchanged when the fallback produces the function's type).
 
     With no policy and no fallback the function is returned unchanged.
     A synchronous function is a ``TypeError``.

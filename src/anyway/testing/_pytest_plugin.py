@@ -18,7 +18,10 @@ It adds:
   line (see :func:`anyway.watchdog`);
 * the ``--anyio-backends=asyncio,trio`` option (ini: ``anyio_backends``):
   run the async tests only on the named loops and clocks (their test ids:
-  asyncio, uvloop, trio, looptime, mockclock); the other legs are deselected.
+  asyncio, uvloop, trio, looptime, mockclock); the other legs are deselected;
+* cooperation with pytest-trio (``trio_mode = true``): AnyIO's tests stay
+  AnyIO's, pytest-trio's run once and count as ``trio`` (the rules are in
+  the module ``anyway.testing._pytest_trio``).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections import Counter
+from collections.abc import Generator
 from typing import Any, cast
 
 import pytest
@@ -33,6 +37,7 @@ import pytest
 from ._backends import backend_id, backends, clock_id
 from ._clock import Clock, clock_for
 from ._foreign import foreign_clock
+from ._pytest_trio import is_pytest_trio_test, keep_one_trio_leg, trio_mode, untake_anyio_tests
 
 __all__ = ["Clock", "clock"]
 
@@ -41,9 +46,19 @@ _FOREIGN_ORDER = ("looptime", "mockclock")
 
 
 @pytest.fixture
-def clock(anyio_backend: Any) -> Clock:
-    """Durations and time for a test, whichever loop it runs on."""
-    return clock_for(anyio_backend)
+def clock(anyio_backend: Any, request: pytest.FixtureRequest) -> Clock:
+    """Durations and time for a test, whichever loop it runs on.
+
+    An AnyIO test's loop is its ``anyio_backend``. A pytest-trio test runs on
+    Trio whatever ``anyio_backend`` says: on virtual time when it also asks
+    for pytest-trio's ``autojump_clock`` or ``mock_clock``, else on real time.
+    """
+    if not is_pytest_trio_test(request.node, in_trio_mode=trio_mode(request.config)):
+        return clock_for(anyio_backend)
+    for name in ("autojump_clock", "mock_clock"):
+        if name in request.fixturenames:
+            return clock_for(("trio", {"clock": request.getfixturevalue(name)}))
+    return clock_for("trio")
 
 
 #: The user property that tells a test report which loop and clock it ran on.
@@ -59,27 +74,37 @@ class _BackendCounter:
         self.ran = False
         self.foreign_ran = False
 
+    @pytest.hookimpl(wrapper=True)
     def pytest_collection_modifyitems(
         self, config: pytest.Config, items: list[pytest.Item]
-    ) -> None:
+    ) -> Generator[None, None, None]:
+        # around pytest-trio's automark (trio mode marks every async test `trio`)
+        marked_before = {id(item) for item in items if item.get_closest_marker("trio")}
+        yield
+        in_trio_mode = trio_mode(config)
+        if in_trio_mode:
+            untake_anyio_tests(items, marked_before)
+        items[:], deselected = keep_one_trio_leg(
+            items, in_trio_mode=in_trio_mode, param_of=_backend_param_id
+        )
         chosen = _chosen_backends(config)
         kept: list[pytest.Item] = []
-        deselected: list[pytest.Item] = []
         for item in items:
-            callspec = getattr(item, "callspec", None)
-            if callspec is None or "anyio_backend" not in callspec.params:
-                kept.append(item)
-                continue
-            param = callspec.params["anyio_backend"]
-            if chosen is not None and clock_id(param) not in chosen:
+            param = _backend_param(item)
+            if is_pytest_trio_test(item, in_trio_mode=in_trio_mode):
+                clock: tuple[str, str | None] | None = ("trio", None)  # pytest-trio runs it
+            elif param is not _NO_PARAM:
+                foreign = foreign_clock(param)
+                clock = (backend_id(param), None if foreign is None else foreign.name)
+            else:
+                clock = None  # not an async test on a loop we know
+            if clock is not None and chosen is not None and (clock[1] or clock[0]) not in chosen:
                 deselected.append(item)
                 continue
             kept.append(item)
-            foreign = foreign_clock(param)
-            # on the item's reports, so that pytest-xdist's workers pass it on
-            item.user_properties.append(
-                (_CLOCK_PROPERTY, (backend_id(param), None if foreign is None else foreign.name))
-            )
+            if clock is not None:
+                # on the item's reports, so that pytest-xdist's workers pass it on
+                item.user_properties.append((_CLOCK_PROPERTY, clock))
         if deselected:
             config.hook.pytest_deselected(items=deselected)
             items[:] = kept
@@ -113,6 +138,23 @@ _OPTION_HELP = (
     "run async tests only on these loops and clocks, comma-separated test ids:"
     " asyncio, uvloop, trio, looptime, mockclock (default: every one the suite parametrizes)"
 )
+
+
+_NO_PARAM: Any = object()
+
+
+def _backend_param(item: pytest.Item) -> Any:
+    """The item's ``anyio_backend`` parameter, or ``_NO_PARAM``."""
+    callspec = getattr(item, "callspec", None)
+    if callspec is None:
+        return _NO_PARAM
+    return callspec.params.get("anyio_backend", _NO_PARAM)
+
+
+def _backend_param_id(item: pytest.Item) -> str | None:
+    """The test id of the item's ``anyio_backend`` parameter, or None."""
+    param = _backend_param(item)
+    return None if param is _NO_PARAM else clock_id(param)
 
 
 def _chosen_backends(config: pytest.Config) -> frozenset[str] | None:
