@@ -214,7 +214,7 @@ class RetryLoop:
     def peek_backoff(self) -> float:
         """The backoff wait after the running attempt, drawn ahead (NaN with
         ``wait=``: that wait depends on the failure)."""
-        if self.zero_waits:
+        if self.zero_waits or self.settings.never_waits:
             return 0.0
         if self.settings.wait is not None:
             return math.nan
@@ -259,6 +259,8 @@ class RetryLoop:
             delay = 0.0
         elif verdict is not True:
             delay = float(verdict)
+        elif self.settings.never_waits:
+            delay = 0.0
         else:
             try:
                 if self.settings.wait is not None:

@@ -137,6 +137,7 @@ class Settings:
         "circuit_open_ok",
         "hooks",
         "name",
+        "never_waits",
         "on",
         "predicate",
         "result_check",
@@ -225,6 +226,9 @@ class Settings:
         self.timeout: float | None = timeout
         self.backoff: Backoff = backoff
         self.wait: WaitFn | None = wait
+        #: The backoff draws nothing but zeros (e.g. stamina's ``wait_max=0``):
+        #: the retry loop skips drawing them.
+        self.never_waits: bool = wait is None and (backoff.max == 0 or backoff.initial == 0)
         self.result_check: ResultCheck | None = result_check
         self.hooks: tuple[Hook, ...] = check_hooks(given["hooks"])
         self.before: tuple[Hook, ...] = _check_before(given["before"])
