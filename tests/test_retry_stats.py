@@ -8,7 +8,7 @@ import random
 import anyio
 import anyio.lowlevel
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import anyway
@@ -149,6 +149,43 @@ async def test_waits_that_would_cross_the_timeout_are_not_counted(clock: Clock) 
 def test_stats_need_an_event_loop() -> None:
     with pytest.raises(Exception, match=r"loop|async"):
         retry_stats().__enter__()
+
+
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    failures=st.lists(st.integers(0, 4), min_size=1, max_size=3),
+    attempts=st.integers(1, 5),
+    block=st.booleans(),
+)
+async def test_invariants_of_concurrent_stats(
+    clock: Clock, failures: list[int], attempts: int, block: bool
+) -> None:
+    """Each call's scope sees exactly its own attempts and waits (EXACT: 1, 2, 4, 8...)."""
+    policy = retry(on=Transient, backoff=EXACT, attempts=attempts, timeout=None)
+    seen: dict[int, tuple[int, int, float]] = {}
+
+    async def call(key: int, count: int) -> None:
+        flaky = Flaky(*[Transient() for _ in range(count)])
+        with retry_stats() as stats:
+            try:
+                if block:
+                    async for attempt in policy.retrying():
+                        with attempt:
+                            await flaky()
+                else:
+                    await policy.call(flaky)
+            except Transient:
+                pass
+        seen[key] = (stats.calls, stats.attempts, stats.waited)
+
+    async with anyio.create_task_group() as tg:
+        for key, count in enumerate(failures):
+            tg.start_soon(call, key, count)
+    for key, count in enumerate(failures):
+        made = min(count + 1, attempts)
+        assert seen[key] == (1, made, float(sum(2**n for n in range(made - 1))))
 
 
 # --- before= and RetryAttemptStarted ------------------------------------------------------------
