@@ -806,10 +806,15 @@ async def test_sync_and_async_hooks_receive_the_events(clock: Clock) -> None:
     assert sync_seen == [e for e, _ in async_seen]
     first, second, gave_up = sync_seen
     name = "test_sync_and_async_hooks_receive_the_events.<locals>.fetch"
-    assert first == RetryScheduled(policy=name, attempt=1, delay=1.0, error=flaky.raised[0])
-    assert second == RetryScheduled(policy=name, attempt=2, delay=2.0, error=flaky.raised[1])
+    assert first == RetryScheduled(
+        policy=name, attempt=1, delay=1.0, error=flaky.raised[0], function=name
+    )
+    assert second == RetryScheduled(
+        policy=name, attempt=2, delay=2.0, error=flaky.raised[1], waited=1.0, function=name
+    )
     assert isinstance(gave_up, RetryGaveUp)
     assert (gave_up.policy, gave_up.attempts, gave_up.error) == (name, 3, flaky.raised[2])
+    assert (gave_up.waited, gave_up.function) == (3.0, name)
     assert gave_up.elapsed == clock.approx(3)
     assert gave_up.reason == "no attempts left (attempts=3)"
     # hooks run before each wait: the first one at the first failure

@@ -16,7 +16,7 @@ from anyway import (
     RetryScheduled,
     retry,
 )
-from anyway.testing import Clock
+from anyway.testing import Clock, backends
 from retry_support import (
     Fatal,
     Flaky,
@@ -81,6 +81,25 @@ async def test_budget_caps_retries_under_a_flood(clock: Clock, events: list[Poli
     assert len(exhausted) >= 50 - 2  # at most two calls used up their 3 attempts
     assert budget.balance == pytest.approx(0, abs=1e-9)
     assert "calls=50 retries=5" in repr(budget)
+
+
+def test_a_budget_used_from_a_new_event_loop_starts_afresh_there() -> None:
+    # issue 18: asyncio's clock runs on from one anyio.run to the next, so the
+    # first run's withdrawals used to exhaust the budget of the second run too.
+    budget = RetryBudget(ratio=0, min_per_second=0.5, window=10)  # reserve: 5 retries
+    policy = retry(on=Transient, attempts=2, budget=budget, backoff=Backoff(initial=0, max=0))
+
+    async def exhaust() -> None:
+        assert budget.balance == pytest.approx(5)
+        assert all(budget.try_withdraw() for _ in range(4))
+        flaky = Flaky(Transient(), Transient())
+        with pytest.raises(Transient):
+            await policy.call(flaky)  # the last retry the budget pays for
+        assert len(flaky.calls) == 2
+        assert not budget.try_withdraw()
+
+    for backend, options in [*backends(), *backends()]:  # each loop after the others
+        anyio.run(exhaust, backend=backend, backend_options=options)
 
 
 async def test_budget_floor_and_window(clock: Clock) -> None:

@@ -192,6 +192,27 @@ async def test_a_cut_attempt_after_a_rejected_result_returns_that_result(
     assert clock.now() == clock.approx(1)
 
 
+@pytest.mark.parametrize("driver", DRIVERS)
+@pytest.mark.parametrize(("outer", "cut_at"), [(0.5, 0.5), (1.0, 1.0), (3.0, 1.0)])
+async def test_a_hung_attempt_is_cut_by_the_earlier_of_timeout_and_caller_deadline(
+    clock: Clock, driver: str, outer: float, cut_at: float
+) -> None:
+    # (retry() enters no scope of its own when the caller's deadline comes
+    # first: the caller's cancellation then propagates, as through a scope.)
+    fn = Timed(0.0, 100.0)
+    policy = retry(on=Transient, timeout=1.0, backoff=Backoff(initial=0))
+    with anyio.move_on_after(outer) as scope, pytest.raises(Transient) as info:
+        await drive(driver, policy, fn)
+    assert clock.now() == clock.approx(cut_at)
+    if outer > 1.0:
+        assert not scope.cancelled_caught
+        assert "attempt 2 was cut" in info.value.__notes__[0]
+        assert info.value is fn.raised[0]
+    else:
+        assert scope.cancelled_caught  # cancellation: propagated, never retried
+    assert len(fn.calls) == 2
+
+
 async def test_the_first_attempt_is_not_cut(clock: Clock) -> None:
     """The success path reads no clock: the timeout starts at the first
     failure, so a slow first attempt is not cut (a deadline does that)."""

@@ -22,6 +22,7 @@ from ._events import DeadlineExpired as DeadlineExpired
 from ._events import PolicyEvent as PolicyEvent
 from ._events import GiveUpKind as GiveUpKind
 from ._events import Hook as Hook
+from ._events import RetryAttemptStarted as RetryAttemptStarted
 from ._events import RetryGaveUp as RetryGaveUp
 from ._events import RetryScheduled as RetryScheduled
 from ._events import TransitionKind as TransitionKind
@@ -46,10 +47,13 @@ from ._tasks import settle as settle
 
 # retry
 from ._backoff import Backoff as Backoff
+from ._backoff import random_wait as random_wait
 from ._retry import Retry as Retry
 from ._retry import TryAgain as TryAgain
 from ._retry import retry as retry
 from ._retry_budget import RetryBudget as RetryBudget
+from ._retry_stats import RetryStats as RetryStats
+from ._retry_stats import retry_stats as retry_stats
 from ._retrying import Attempt as Attempt
 from ._retrying import retrying as retrying
 
@@ -101,6 +105,7 @@ __all__ = [  # noqa: RUF022 - grouped by area, sorted within each group
     "GiveUpKind",
     "Hook",
     "PolicyEvent",
+    "RetryAttemptStarted",
     "RetryGaveUp",
     "RetryScheduled",
     "TransitionKind",
@@ -125,8 +130,11 @@ __all__ = [  # noqa: RUF022 - grouped by area, sorted within each group
     "Backoff",
     "Retry",
     "RetryBudget",
+    "RetryStats",
     "TryAgain",
+    "random_wait",
     "retry",
+    "retry_stats",
     "retrying",
     # limits
     "Bulkhead",

@@ -26,7 +26,7 @@ from typing import Final, Literal, TypeAlias
 from ._util import short_repr
 from ._validate import check_number, check_seconds
 
-__all__ = ["Backoff", "Jitter"]
+__all__ = ["Backoff", "Jitter", "random_wait"]
 
 Jitter: TypeAlias = Literal["full", "equal", "decorrelated"] | None
 
@@ -261,3 +261,58 @@ class Backoff:
         while True:
             sleep = min(cap, uniform(base, sleep * _DECORRELATED_FACTOR))
             yield sleep
+
+
+class _RandomWait:
+    """What :func:`random_wait` returns: a ``wait=`` function."""
+
+    __slots__ = ("_high", "_low", "_random", "_uniform")
+
+    def __init__(self, low: float, high: float, random: object, uniform: Callable[..., float]):
+        self._low = low
+        self._high = high
+        self._random = random
+        self._uniform = uniform
+
+    def __call__(self, attempt: int, exc: BaseException | None, /) -> float:
+        return self._uniform(self._low, self._high)
+
+    def __repr__(self) -> str:
+        random = "" if self._random is None else f", random={self._random!r}"
+        return f"random_wait({_fmt(self._low)}, {_fmt(self._high)}{random})"
+
+
+def random_wait(
+    min: float, max: float, *, random: _rnd.Random | None = None
+) -> Callable[[int, BaseException | None], float]:
+    """A ``wait=`` function for :func:`anyway.retry`: each wait is drawn
+    uniformly between *min* and *max* seconds, whatever the attempt
+    (tenacity's ``wait_random(min, max)``)::
+
+        @anyway.retry(on=OSError, wait=anyway.random_wait(0.5, 2.0))
+        async def connect() -> None: ...
+
+    Unlike :class:`Backoff` the waits do not grow; prefer a ``Backoff`` when
+    many clients may fail together (its full jitter spreads them better as
+    the waits grow). *random* is the source of randomness, as for
+    :class:`Backoff` (e.g. ``random.Random(42)`` for reproducible waits).
+    """
+    low = check_seconds("min", min, hint="; the shortest wait in seconds, e.g. 0.5")
+    high = check_seconds("max", max, hint="; the longest wait in seconds, e.g. 2.0")
+    if high < low:
+        raise ValueError(
+            f"max must be >= min, got min={min!r} and max={max!r}; swap them, or use"
+            " min=max for a constant wait"
+        )
+    uniform: Callable[[float, float], float]
+    if random is None:
+        uniform = _rnd.uniform
+    else:
+        candidate: object = getattr(random, "uniform", None)
+        if not callable(candidate) or inspect.isclass(random):
+            raise TypeError(
+                "random must be a random.Random instance (e.g. random.Random(42)) or an"
+                f" object with a uniform(a, b) method, got {random!r}"
+            )
+        uniform = _checked_uniform(candidate, random)
+    return _RandomWait(low, high, random, uniform)

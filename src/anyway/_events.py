@@ -32,6 +32,7 @@ __all__ = [
     "LoopBlocked",
     "PolicyEvent",
     "RedisFailedOpen",
+    "RetryAttemptStarted",
     "RetryGaveUp",
     "RetryScheduled",
     "TransitionKind",
@@ -95,18 +96,26 @@ class RetryScheduled(PolicyEvent):
     """A retry will happen after ``delay`` seconds. ``attempt`` is the number
     of the attempt that just failed (1 for the first call). Exactly one of
     ``error`` (the exception) and ``result`` (a result that
-    ``retry_if_result`` rejected) is meaningful."""
+    ``retry_if_result`` rejected) is meaningful. ``waited`` is the seconds
+    this call already spent in backoff waits (before this one), ``function``
+    the retried callable's qualified name (``None`` for a
+    :func:`~anyway.retrying` block)."""
 
     attempt: int
     delay: float
     error: BaseException | None = None
     result: object = None
+    waited: float = 0.0
+    function: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RetryGaveUp(PolicyEvent):
-    """Retrying stopped after ``attempts`` attempts and ``elapsed`` seconds;
-    ``reason`` says why (attempts exhausted, timeout, deadline, budget...)."""
+    """Retrying stopped after ``attempts`` attempts and ``elapsed`` seconds
+    (since the first failure); ``reason`` says why (attempts exhausted,
+    timeout, deadline, budget...). ``waited`` is the seconds spent in backoff
+    waits, ``function`` the retried callable's qualified name (``None`` for a
+    :func:`~anyway.retrying` block)."""
 
     attempts: int
     elapsed: float
@@ -114,6 +123,22 @@ class RetryGaveUp(PolicyEvent):
     kind: GiveUpKind = "other"
     error: BaseException | None = None
     result: object = None
+    waited: float = 0.0
+    function: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryAttemptStarted(PolicyEvent):
+    """A retry begins: attempt number ``attempt`` (2 for the first retry)
+    starts now, after the backoff wait (tenacity's ``before``, stamina's
+    retry hooks). ``waited`` is the seconds this call spent in backoff waits
+    so far, ``function`` the retried callable's qualified name (``None`` for
+    a :func:`~anyway.retrying` block). The first attempt is not announced:
+    it is the call itself, and the success path emits nothing."""
+
+    attempt: int
+    waited: float = 0.0
+    function: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -241,6 +266,14 @@ def log_event(event: PolicyEvent) -> None:
                     event.attempt,
                     what,
                     event.delay,
+                )
+        case RetryAttemptStarted():
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug(
+                    "%s: attempt %d starts (%.3g s waited so far)",
+                    event.policy,
+                    event.attempt,
+                    event.waited,
                 )
         case RetryGaveUp():
             logger.warning(

@@ -12,7 +12,7 @@ What sets it apart from its peers:
 * a ``Retry`` holds no per-call state, so one object can serve any number of
   concurrent calls;
 * the success path does nothing but ``await`` the function: no clock read, no
-  context variable, no event.
+  event; one context variable read (:func:`anyway.retry_stats`).
 
 The loop after the first failure lives in :mod:`anyway._retry_loop` (shared
 with ``retrying()``), the options in :mod:`anyway._retry_options`.
@@ -30,9 +30,10 @@ import anyio
 
 from ._backoff import Backoff
 from ._retry_budget import RetryBudget
-from ._retry_loop import RetryLoop
+from ._retry_loop import RetryLoop, announce_first
 from ._retry_notes import secs
 from ._retry_options import RetryOn, RetryOptions, Settings, TryAgain, WaitFn
+from ._retry_stats import current_stats
 from ._util import call_async, check_async_function, name_of
 from ._validate import check_callable
 
@@ -89,6 +90,8 @@ class Retry:
             parts.append(f"retry_if_result={name_of(s.result_check)}")
         if s.hooks:
             parts.append(f"hooks=({', '.join(name_of(h) for h in s.hooks)},)")
+        if s.before:
+            parts.append(f"before=({', '.join(name_of(h) for h in s.before)},)")
         if s.budget is not None:
             parts.append(f"budget={s.budget!r}")
         if s.name is not None:
@@ -139,10 +142,12 @@ class Retry:
             )
         check_async_function("the function decorated by retry()", fn)
         settings = self._settings
-        name = settings.name or name_of(fn)
+        function = name_of(fn)
+        name = settings.name or function
         budget = settings.budget
         judges_results = settings.result_check is not None
         awaits = settings.awaits
+        before = settings.before
 
         # The success path, inlined (about 0.15 us over a bare await; through
         # _run it would be 0.4 us): fn is an async def, checked above.
@@ -150,13 +155,19 @@ class Retry:
         async def retried(*args: P.args, **kwargs: P.kwargs) -> T:
             if budget is not None:
                 budget.deposit()
+            stats = current_stats()
+            if stats is not None:
+                stats.calls += 1
+                stats.attempts += 1
+            if before:
+                await announce_first(settings, name, function)
             try:
                 result = await fn(*args, **kwargs)
             except BaseException as exc:
                 loop = (
-                    await _after_error_async(settings, name, exc)
+                    await _after_error_async(settings, name, exc, function)
                     if awaits
-                    else _after_error(settings, name, exc)
+                    else _after_error(settings, name, exc, function)
                 )
                 if loop is None:
                     raise
@@ -164,9 +175,9 @@ class Retry:
                 if not judges_results:
                     return result
                 loop = (
-                    await _after_result_async(settings, name, result)
+                    await _after_result_async(settings, name, result, function)
                     if awaits
-                    else _after_result(settings, name, result)
+                    else _after_result(settings, name, result, function)
                 )
                 if loop is None:
                     return result
@@ -186,27 +197,36 @@ class Retry:
         budget = settings.budget
         if budget is not None:
             budget.deposit()
+        stats = current_stats()
+        if stats is not None:
+            stats.calls += 1
+            stats.attempts += 1
+        if settings.before:
+            function = name_of(fn)
+            await announce_first(settings, settings.name or function, function)
         try:
             result = await call_async("fn", fn, *args, **kwargs)
         except BaseException as exc:
             if not callable(fn_object := cast(object, fn)):  # e.g. a coroutine object:
                 check_callable("fn", fn_object)  # a bug at the call site, explained
-            name = settings.name or name_of(fn)
+            function = name_of(fn)
+            name = settings.name or function
             loop = (
-                await _after_error_async(settings, name, exc)
+                await _after_error_async(settings, name, exc, function)
                 if settings.awaits
-                else _after_error(settings, name, exc)
+                else _after_error(settings, name, exc, function)
             )
             if loop is None:
                 raise
         else:
             if settings.result_check is None:
                 return result
-            name = settings.name or name_of(fn)
+            function = name_of(fn)
+            name = settings.name or function
             loop = (
-                await _after_result_async(settings, name, result)
+                await _after_result_async(settings, name, result, function)
                 if settings.awaits
-                else _after_result(settings, name, result)
+                else _after_result(settings, name, result, function)
             )
             if loop is None:
                 return result
@@ -231,44 +251,50 @@ class Retry:
         return Attempts(self._settings, name or self._settings.name or "retrying")
 
 
-def _after_error(settings: Settings, name: str, exc: BaseException) -> RetryLoop | None:
+def _after_error(
+    settings: Settings, name: str, exc: BaseException, function: str
+) -> RetryLoop | None:
     """The first attempt raised *exc*: the retry loop, or ``None`` if *exc*
     is not retried. Called in the ``except`` block."""
     verdict = settings.verdict(exc)
     if verdict is False:
         return None
-    loop = RetryLoop(settings, name)
+    loop = RetryLoop(settings, name, function)
     loop.fail(exc, None, verdict)
     return loop
 
 
-def _after_result(settings: Settings, name: str, result: object) -> RetryLoop | None:
+def _after_result(settings: Settings, name: str, result: object, function: str) -> RetryLoop | None:
     """The first attempt returned *result*: the retry loop if
     ``retry_if_result`` rejects it, else ``None``."""
     verdict = settings.result_verdict(result)
     if verdict is False:
         return None
-    loop = RetryLoop(settings, name)
+    loop = RetryLoop(settings, name, function)
     loop.fail(None, result, verdict)
     return loop
 
 
-async def _after_error_async(settings: Settings, name: str, exc: BaseException) -> RetryLoop | None:
+async def _after_error_async(
+    settings: Settings, name: str, exc: BaseException, function: str
+) -> RetryLoop | None:
     """:func:`_after_error` with an async ``on`` predicate."""
     verdict = await settings.verdict_async(exc)
     if verdict is False:
         return None
-    loop = RetryLoop(settings, name)
+    loop = RetryLoop(settings, name, function)
     loop.fail(exc, None, verdict)
     return loop
 
 
-async def _after_result_async(settings: Settings, name: str, result: object) -> RetryLoop | None:
+async def _after_result_async(
+    settings: Settings, name: str, result: object, function: str
+) -> RetryLoop | None:
     """:func:`_after_result` with an async ``retry_if_result``."""
     verdict = await settings.result_verdict_async(result)
     if verdict is False:
         return None
-    loop = RetryLoop(settings, name)
+    loop = RetryLoop(settings, name, function)
     loop.fail(None, result, verdict)
     return loop
 
@@ -277,10 +303,16 @@ async def _retry(
     fn: Callable[..., Awaitable[T]], args: tuple[Any, ...], kwargs: dict[str, Any], loop: RetryLoop
 ) -> T:
     """After the first failure: the later attempts, all under the retry
-    timeout (a cancel scope whose deadline is the first failure + timeout)."""
-    if loop.end == math.inf:
+    timeout (a cancel scope whose deadline is the first failure + timeout).
+
+    No scope when the timeout is ``None`` or the caller's own deadline comes
+    first: that one cuts the call then (its cancellation propagates, as it
+    would through our scope), and a cancel scope with a deadline costs about
+    10 us on asyncio and Trio, most of a fast-failing call's retrying."""
+    end = loop.end
+    if end == math.inf or end >= anyio.current_effective_deadline():
         return await _again(fn, args, kwargs, loop)
-    with anyio.CancelScope(deadline=loop.end):
+    with anyio.CancelScope(deadline=end):
         return await _again(fn, args, kwargs, loop)
     # Only reached when the timeout's scope cut an attempt, a hook or a wait.
     await loop.cut()  # raises the last error, or returns: a rejected result
@@ -345,8 +377,9 @@ def retry(**options: Unpack[RetryOptions]) -> Retry:
     *wait* (default ``None``)
         Instead of *backoff*: a function ``(attempt, exc) -> seconds`` that
         gives the wait after attempt number ``attempt`` failed with ``exc``
-        (``None`` for a rejected result). A delay returned by *on* still wins,
-        and the timeout and deadline rules apply to it.
+        (``None`` for a rejected result), e.g. :func:`anyway.random_wait`. A
+        delay returned by *on* still wins, and the timeout and deadline rules
+        apply to it.
     *retry_if_result* (default ``None``)
         A predicate ``result -> bool | float`` to retry on results too (e.g.
         an HTTP 503 response). When the last result is rejected and retrying
@@ -356,6 +389,12 @@ def retry(**options: Unpack[RetryOptions]) -> Retry:
         Hooks (sync or async) that receive :class:`~anyway.RetryScheduled`
         before each wait and :class:`~anyway.RetryGaveUp` when retrying stops
         at a limit; then the global hooks get them (by default: logging).
+    *before* (default ``()``)
+        Hooks (sync or async) that receive :class:`~anyway.RetryAttemptStarted`
+        before each attempt, the first included (tenacity's ``before``); only
+        they get it, not the global hooks. An error they raise propagates and
+        is not retried. ``before=anyway.log_event`` logs each attempt at
+        ``DEBUG``. With none, the success path builds no event.
     *budget* (default ``None``)
         A :class:`RetryBudget` shared by the callers of a dependency.
     *name* (default ``None``)
@@ -369,5 +408,7 @@ def retry(**options: Unpack[RetryOptions]) -> Retry:
     ``gave up after N attempts in X s: <why>`` (``X``: the seconds since the
     first attempt failed) and a note listing the earlier attempts' errors;
     the previous error is also its ``__context__`` when that was free.
+
+    The attempts, waits and duration of a call: :func:`anyway.retry_stats`.
     """
     return Retry(**options)

@@ -8,6 +8,7 @@ from typing import Final
 import anyio
 
 from ._retry_notes import secs
+from ._util import current_run
 from ._validate import check_number
 
 __all__ = ["RetryBudget"]
@@ -35,7 +36,9 @@ class RetryBudget:
     10 seconds, plus 10 per second.
 
     Share one budget between all the policies that call the same dependency,
-    within one event loop; time comes from :func:`anyio.current_time`.
+    within one event loop; time comes from :func:`anyio.current_time`. Used
+    from a new event loop (a later :func:`anyio.run`), a budget starts afresh
+    there, as if newly created (its calls and retries were another loop's).
     Memory is constant (ten time slices). On the success path a budget adds
     about 0.1 us per call (it reads the clock once every 16 calls).
     """
@@ -49,6 +52,7 @@ class RetryBudget:
         "_ratio",
         "_reserve",
         "_retries",
+        "_run",
         "_slice",
         "_window",
     )
@@ -84,6 +88,7 @@ class RetryBudget:
         self._epoch: int | None = None  # the time slice of the last clock reading
         self._index = 0  # its index in the lists
         self._countdown = 0  # deposits left before the next clock reading
+        self._run: object = None  # the event loop run (anyio.run) the slices belong to
 
     def __repr__(self) -> str:
         return (
@@ -180,7 +185,14 @@ class RetryBudget:
         return self._reserve + self._ratio * sum(self._calls) - sum(self._retries)
 
     def _now(self) -> int:
-        """Bring the slices up to the current time; the current slice's index."""
+        """Bring the slices up to the current time; the current slice's index.
+        First used in a new event loop run, the budget starts afresh: the
+        other run's counts (and its clock, which may be a different one) do
+        not belong here."""
+        run = current_run()
+        if run is not self._run:
+            self._run = run
+            self._epoch = None  # forget every slice (see _rotate)
         epoch = int(anyio.current_time() // self._slice)
         if epoch != self._epoch:
             self._rotate(epoch)

@@ -18,12 +18,14 @@ from collections.abc import Iterator
 from typing import Final, NamedTuple
 
 import anyio
+import anyio.lowlevel
 
 from ._config import test_mode
 from ._events import (
     GiveUpKind,
     Hook,
     PolicyEvent,
+    RetryAttemptStarted,
     RetryGaveUp,
     RetryScheduled,
     emit,
@@ -32,9 +34,10 @@ from ._events import (
 )
 from ._retry_notes import EarlierAttempts, link, plural, secs
 from ._retry_options import Settings
+from ._retry_stats import current_stats
 from ._util import is_control_flow
 
-__all__ = ["RetryLoop"]
+__all__ = ["RetryLoop", "announce_first"]
 
 #: The logger of the default hook, :func:`anyway.log_event`.
 _logger: Final = logging.getLogger("anyway")
@@ -65,12 +68,27 @@ async def _emit(event: PolicyEvent, hooks: tuple[Hook, ...], error: BaseExceptio
         raise
 
 
+async def announce(before: tuple[Hook, ...], event: RetryAttemptStarted) -> None:
+    """Send *event* to the ``before=`` hooks, and only to them (the global
+    hooks would get an event per call, the success path included)."""
+    for hook in before:
+        answer = hook(event)
+        if answer is not None:
+            await answer
+
+
+async def announce_first(settings: Settings, name: str, function: str | None) -> None:
+    """The first attempt of a call starts: tell the ``before=`` hooks."""
+    await announce(settings.before, RetryAttemptStarted(policy=name, attempt=1, function=function))
+
+
 class RetryLoop:
     """One call's retrying (never shared).
 
     ``error`` / ``result`` is the last failure (an exception, or a result
     that ``retry_if_result`` rejected), ``attempts`` the number of attempts
-    started so far.
+    started so far, ``waited`` the seconds spent in backoff waits.
+    ``function`` is the retried callable's name (``None`` for a block).
     """
 
     __slots__ = (
@@ -79,6 +97,7 @@ class RetryLoop:
         "earlier",
         "end",
         "error",
+        "function",
         "listening",
         "max_attempts",
         "name",
@@ -88,16 +107,23 @@ class RetryLoop:
         "running",
         "settings",
         "start",
+        "stats",
         "stopped",
         "testing",
         "verdict",
+        "waited",
+        "waiting_since",
         "withdrawn",
         "zero_waits",
     )
 
-    def __init__(self, settings: Settings, name: str) -> None:
+    def __init__(self, settings: Settings, name: str, function: str | None = None) -> None:
         self.settings = settings
         self.name = name
+        self.function = function
+        self.stats = current_stats()  # (the driver counted the first attempt in it)
+        self.waited = 0.0
+        self.waiting_since: float | None = None  # a real backoff wait runs since then
         self.attempts = 1
         self.start: float | None = None  # the first failure (set by fail())
         self.running = True  # an attempt runs (False: between two attempts)
@@ -188,7 +214,7 @@ class RetryLoop:
     def peek_backoff(self) -> float:
         """The backoff wait after the running attempt, drawn ahead (NaN with
         ``wait=``: that wait depends on the failure)."""
-        if self.zero_waits:
+        if self.zero_waits or self.settings.never_waits:
             return 0.0
         if self.settings.wait is not None:
             return math.nan
@@ -233,6 +259,8 @@ class RetryLoop:
             delay = 0.0
         elif verdict is not True:
             delay = float(verdict)
+        elif self.settings.never_waits:
+            delay = 0.0
         else:
             try:
                 if self.settings.wait is not None:
@@ -288,6 +316,8 @@ class RetryLoop:
                             delay=delay,
                             error=self.error,
                             result=self.result,
+                            waited=self.waited,
+                            function=self.function,
                         ),
                         self.settings.hooks,
                         self.error,
@@ -296,8 +326,17 @@ class RetryLoop:
                     if delay > 0:
                         reason = self._crossing(delay, anyio.current_time())
                 if reason is None:
-                    await anyio.sleep(delay)
+                    if delay > 0:
+                        self.waiting_since = anyio.current_time()
+                        await anyio.sleep(delay)
+                        self.waiting_since = None
+                        self._add_wait(delay)
+                    else:
+                        await anyio.lowlevel.checkpoint()  # a zero wait
+                    if self.settings.before:
+                        await self.announce(self.attempts + 1)
             except BaseException:
+                self._wait_cut()
                 self._refund()
                 raise
             if reason is not None:
@@ -307,7 +346,37 @@ class RetryLoop:
         self.earlier.add(self.attempts, self.error, self.result)
         self.attempts += 1
         self.running = True
+        stats = self.stats
+        if stats is not None:
+            stats.attempts += 1
         return True
+
+    async def announce(self, attempt: int) -> None:
+        """Tell the ``before=`` hooks that attempt number *attempt* starts."""
+        event = RetryAttemptStarted(
+            policy=self.name, attempt=attempt, waited=self.waited, function=self.function
+        )
+        try:
+            await announce(self.settings.before, event)
+        except Exception as hook_error:
+            error = self.error
+            if error is not None and hook_error.__context__ is None and hook_error is not error:
+                hook_error.__context__ = error
+            raise
+
+    def _add_wait(self, seconds: float) -> None:
+        self.waited += seconds
+        stats = self.stats
+        if stats is not None:
+            stats.waited += seconds
+
+    def _wait_cut(self) -> None:
+        """A backoff wait was cut (cancelled, or the retry timeout): count
+        the part that was waited."""
+        since = self.waiting_since
+        if since is not None:
+            self.waiting_since = None
+            self._add_wait(max(0.0, anyio.current_time() - since))
 
     # --- giving up ---
 
@@ -345,6 +414,8 @@ class RetryLoop:
                     kind=stop.kind,
                     error=error,
                     result=self.result,
+                    waited=self.waited,
+                    function=self.function,
                 ),
                 self.settings.hooks,
                 error,
@@ -357,6 +428,7 @@ class RetryLoop:
     async def cut(self) -> bool:
         """The retry timeout's cancel scope expired (during an attempt, a hook
         or a wait): give up with the last real failure."""
+        self._wait_cut()
         during = (
             f"attempt {self.attempts} was cut"
             if self.running

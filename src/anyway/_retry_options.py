@@ -7,7 +7,7 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, Final, Required, TypeAlias, TypedDict
+from typing import Any, Final, Required, TypeAlias, TypedDict, cast
 
 from ._backoff import Backoff
 from ._errors import CircuitOpen, Rejected
@@ -54,6 +54,7 @@ class RetryOptions(TypedDict, total=False):
     wait: WaitFn | None
     retry_if_result: ResultCheck | None
     hooks: Iterable[Hook] | Hook
+    before: Iterable[Hook] | Hook
     budget: RetryBudget | None
     name: str | None
 
@@ -67,9 +68,26 @@ DEFAULTS: Final[dict[str, object]] = {
     "wait": None,
     "retry_if_result": None,
     "hooks": (),
+    "before": (),
     "budget": None,
     "name": None,
 }
+
+
+def _check_before(before: object) -> tuple[Hook, ...]:
+    """The ``before=`` hooks: one callable or an iterable of them."""
+    if callable(before):
+        return (cast(Hook, before),)
+    hooks: tuple[object, ...] = (None,)
+    if isinstance(before, Iterable) and not isinstance(before, (str, bytes)):
+        hooks = tuple(before)
+    for hook in hooks:
+        if not callable(hook):
+            raise TypeError(
+                f"before must be a hook (a callable taking a RetryAttemptStarted event) or an"
+                f" iterable of them, got {short_repr(before, 60)}"
+            )
+    return cast(tuple[Hook, ...], hooks)
 
 
 def _refuse_awaitable(value: object, what: str, fn: object) -> None:
@@ -114,10 +132,12 @@ class Settings:
         "attempts",
         "awaits",
         "backoff",
+        "before",
         "budget",
         "circuit_open_ok",
         "hooks",
         "name",
+        "never_waits",
         "on",
         "predicate",
         "result_check",
@@ -206,8 +226,12 @@ class Settings:
         self.timeout: float | None = timeout
         self.backoff: Backoff = backoff
         self.wait: WaitFn | None = wait
+        #: The backoff draws nothing but zeros (e.g. stamina's ``wait_max=0``):
+        #: the retry loop skips drawing them.
+        self.never_waits: bool = wait is None and (backoff.max == 0 or backoff.initial == 0)
         self.result_check: ResultCheck | None = result_check
         self.hooks: tuple[Hook, ...] = check_hooks(given["hooks"])
+        self.before: tuple[Hook, ...] = _check_before(given["before"])
         self.budget: RetryBudget | None = budget
         self.name: str | None = name
 

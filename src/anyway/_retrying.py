@@ -10,6 +10,7 @@ The decisions, waits and give-up notes are the shared retry loop's
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Any, Final, TypeVar, Unpack
@@ -20,6 +21,7 @@ from ._retry import Retry
 from ._retry_loop import RetryLoop
 from ._retry_notes import secs
 from ._retry_options import RetryOptions, Settings
+from ._retry_stats import current_stats
 from ._util import short_repr
 
 __all__ = ["Attempt", "Attempts", "retrying"]
@@ -34,6 +36,14 @@ _DONE: Final = 4
 
 #: The result of an attempt whose block reported none.
 _NO_RESULT: Final = object()
+
+
+def _cuts(end: float) -> bool:
+    """Whether the retry timeout ending at *end* needs a cancel scope of its
+    own: not without a timeout, nor when the caller's deadline comes first
+    (that one cuts the block then, and its cancellation propagates as it
+    would through our scope)."""
+    return end != math.inf and end < anyio.current_effective_deadline()
 
 
 class Attempt:
@@ -133,7 +143,7 @@ class Attempt:
     def _enter(self) -> Attempt:
         owner = self._owner
         end = owner._loop.end
-        if self is owner._current and end != float("inf"):
+        if self is owner._current and _cuts(end):
             # A later attempt runs under the retry timeout (the first failure + timeout).
             scope = self._scope = anyio.CancelScope(deadline=end)
             scope.__enter__()
@@ -178,7 +188,7 @@ class Attempt:
         if not owner._loop.settings.awaits:
             return owner._exit(self, exc)
         end = owner._loop.end
-        if self is not owner._current or end == float("inf"):
+        if self is not owner._current or not _cuts(end):
             return await owner._exit_async(self, exc)
         # An async predicate judging a later attempt runs under the retry
         # timeout too, as in retry(): cut, the failure it judged is the last.
@@ -210,7 +220,7 @@ class Attempts(AsyncIterator[Attempt]):
         loop = self._loop
         if state == _FAILED:
             self._state = _DONE  # unless the loop goes on
-            if loop.end == float("inf"):
+            if not _cuts(loop.end):
                 go_on = await loop.pause()
             else:
                 with anyio.CancelScope(deadline=loop.end) as scope:
@@ -224,6 +234,12 @@ class Attempts(AsyncIterator[Attempt]):
             budget = loop.settings.budget
             if budget is not None:
                 budget.deposit()
+            stats = loop.stats = current_stats()  # the scope the loop starts in
+            if stats is not None:
+                stats.calls += 1
+                stats.attempts += 1
+            if loop.settings.before:
+                await loop.announce(1)
         elif state == _CUT:
             self._state = _DONE
             await loop.cut()  # raises the last error, or returns: a rejected result
