@@ -57,9 +57,9 @@ class RetryStats:
     __slots__ = ("_end", "_start", "attempts", "calls", "waited")
 
     def __init__(self) -> None:
-        self.calls = 0
-        self.attempts = 0
-        self.waited = 0.0
+        self.calls: int = 0
+        self.attempts: int = 0
+        self.waited: float = 0.0
         self._start = anyio.current_time()
         self._end: float | None = None
 

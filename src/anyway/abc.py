@@ -161,6 +161,7 @@ class Limiter(Protocol):
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
+        /,
     ) -> bool | None: ...
 
 

@@ -74,7 +74,7 @@ async def a_test() -> int:
     return 1
 
 
-assert_type(a_test, Callable[[], Coroutine[Any, Any, int]])
+a_test_as_callable: Callable[[], Coroutine[Any, Any, int]] = a_test
 
 
 # --- the options are one TypedDict (RetryOptions): a typo is a type error ---
