@@ -30,12 +30,29 @@ HTTPX = {
     "httpx.MockTransport": ("class", "advanced/transports/#mock-transports"),
     **{
         f"httpx.{name}": ("exception", "exceptions/#exception-classes")
-        for name in (
-            "HTTPError RequestError TransportError TimeoutException ConnectTimeout"
-            " ReadTimeout WriteTimeout PoolTimeout NetworkError ConnectError ReadError"
-            " WriteError CloseError ProtocolError LocalProtocolError RemoteProtocolError"
-            " ProxyError UnsupportedProtocol DecodingError TooManyRedirects HTTPStatusError"
-        ).split()
+        for name in [
+            "HTTPError",
+            "RequestError",
+            "TransportError",
+            "TimeoutException",
+            "ConnectTimeout",
+            "ReadTimeout",
+            "WriteTimeout",
+            "PoolTimeout",
+            "NetworkError",
+            "ConnectError",
+            "ReadError",
+            "WriteError",
+            "CloseError",
+            "ProtocolError",
+            "LocalProtocolError",
+            "RemoteProtocolError",
+            "ProxyError",
+            "UnsupportedProtocol",
+            "DecodingError",
+            "TooManyRedirects",
+            "HTTPStatusError",
+        ]
     },
 }
 
@@ -54,9 +71,7 @@ def write(path: Path, project: str, version: str, names: dict[str, tuple[str, st
         f"# Version: {version}\n"
         "# The remainder of this file is compressed using zlib.\n"
     )
-    body = "".join(
-        f"{name} py:{role} 1 {uri} -\n" for name, (role, uri) in sorted(names.items())
-    )
+    body = "".join(f"{name} py:{role} 1 {uri} -\n" for name, (role, uri) in sorted(names.items()))
     path.write_bytes(header.encode() + zlib.compress(body.encode(), 9))
 
 
