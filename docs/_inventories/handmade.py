@@ -1,8 +1,9 @@
-"""Write ``httpx.inv`` and ``coredis.inv``: small intersphinx inventories made by hand.
+"""Write ``httpx.inv``, ``coredis.inv`` and ``opentelemetry.inv``: small
+intersphinx inventories made by hand.
 
 httpx's documentation is built with MkDocs, which publishes no ``objects.inv``;
-coredis publishes one, but its sdist has no documentation sources to rebuild it
-from offline. These inventories list only the names our docs and signatures
+coredis and OpenTelemetry publish one, but their sdists have no documentation
+sources to rebuild it from offline. These inventories list only the names our docs and signatures
 refer to, each pointing at the section of the upstream page that documents it.
 Add a name here when a new reference to one of these projects fails the
 nitpicky build, then run ``python docs/_inventories/handmade.py``.
@@ -63,6 +64,14 @@ COREDIS = {
     "coredis.RedisCluster.from_url": ("method", "api/clients.html#coredis.RedisCluster.from_url"),
 }
 
+OPENTELEMETRY = {
+    "opentelemetry.metrics.Meter": ("class", "api/metrics.html#opentelemetry.metrics.Meter"),
+    "opentelemetry.metrics.MeterProvider": (
+        "class",
+        "api/metrics.html#opentelemetry.metrics.MeterProvider",
+    ),
+}
+
 
 def write(path: Path, project: str, version: str, names: dict[str, tuple[str, str]]) -> None:
     header = (
@@ -78,3 +87,4 @@ def write(path: Path, project: str, version: str, names: dict[str, tuple[str, st
 if __name__ == "__main__":
     write(HERE / "httpx.inv", "HTTPX", "0.28", HTTPX)
     write(HERE / "coredis.inv", "coredis", "6", COREDIS)
+    write(HERE / "opentelemetry.inv", "OpenTelemetry Python", "1", OPENTELEMETRY)

@@ -49,6 +49,7 @@ from ._backoff import Backoff as Backoff
 from ._retry import Retry as Retry
 from ._retry import TryAgain as TryAgain
 from ._retry import retry as retry
+from ._retry_options import RetryOptions as RetryOptions
 from ._retry_budget import RetryBudget as RetryBudget
 from ._retrying import Attempt as Attempt
 from ._retrying import retrying as retrying
@@ -125,6 +126,7 @@ __all__ = [  # noqa: RUF022 - grouped by area, sorted within each group
     "Backoff",
     "Retry",
     "RetryBudget",
+    "RetryOptions",
     "TryAgain",
     "retry",
     "retrying",
