@@ -17,6 +17,8 @@ from typing import Any, ParamSpec, ParamSpecArgs, ParamSpecKwargs, TypeVar, Type
 
 from docutils import nodes
 from sphinx.application import Sphinx
+from sphinx.errors import PycodeError
+from sphinx.pycode import ModuleAnalyzer
 from sphinx.util import inspect as sphinx_inspect
 from sphinx.util.typing import stringify_annotation
 
@@ -241,8 +243,41 @@ def _public(base: Any) -> list[Any]:
     return [b for inner in base.__bases__ if inner is not object for b in _public(inner)]
 
 
+# -- Re-exported constants ----------------------------------------------------------
+# ``anyway.NO_FALLBACK`` is imported into ``anyway``; its docstring is where it
+# is defined, in ``anyway._compose``. Autodoc looks for it in ``anyway`` only
+# and falls back on the docstring of the value's type ("The type of
+# NO_FALLBACK."): the docstring of the definition is used instead.
+
+
+def _definition_docstring(
+    app: Sphinx, what: str, name: str, obj: Any, options: Any, lines: list[str]
+) -> None:
+    if what != "data" or not name.startswith("anyway."):
+        return
+    modname, _, attr = name.rpartition(".")
+    if _attribute_docs(modname).get(("", attr)):
+        return
+    for other, module in sorted(sys.modules.items()):
+        if other == modname or not other.startswith("anyway."):
+            continue
+        if attr in vars(module) and vars(module)[attr] is obj:
+            docs = _attribute_docs(other).get(("", attr))
+            if docs:
+                lines[:] = list(docs)
+                return
+
+
+def _attribute_docs(modname: str) -> dict[tuple[str, str], list[str]]:
+    try:
+        return ModuleAnalyzer.for_module(modname).find_attr_docs()
+    except PycodeError:
+        return {}
+
+
 def setup(app: Sphinx) -> None:
     app.connect("missing-reference", _resolve_more)
     # autodoc records the types just before this event; the handler corrects them
     app.connect("autodoc-process-signature", _record_typehints, priority=600)
     app.connect("autodoc-process-bases", _public_bases)
+    app.connect("autodoc-process-docstring", _definition_docstring)
