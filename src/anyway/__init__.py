@@ -51,6 +51,7 @@ from ._backoff import random_wait as random_wait
 from ._retry import Retry as Retry
 from ._retry import TryAgain as TryAgain
 from ._retry import retry as retry
+from ._retry_options import RetryOptions as RetryOptions
 from ._retry_budget import RetryBudget as RetryBudget
 from ._retry_stats import RetryStats as RetryStats
 from ._retry_stats import retry_stats as retry_stats
@@ -130,6 +131,7 @@ __all__ = [  # noqa: RUF022 - grouped by area, sorted within each group
     "Backoff",
     "Retry",
     "RetryBudget",
+    "RetryOptions",
     "RetryStats",
     "TryAgain",
     "random_wait",

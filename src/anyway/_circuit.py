@@ -325,7 +325,7 @@ class InMemoryBreakerStore:
 
     Each breaker gets its own store unless you pass one; share a store (and
     a ``name``) between breakers to make them one circuit. A breaker on this
-    store uses the circuit's synchronous methods (:meth:`circuit`), without
+    store uses the circuit's synchronous methods (``circuit()``), without
     awaiting.
     """
 
