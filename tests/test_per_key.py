@@ -160,3 +160,43 @@ def test_a_new_event_loop_starts_afresh() -> None:
 def test_it_is_public() -> None:
     assert anyway.PerKey is PerKey
     assert PerKey.__module__ == "anyway"
+
+
+async def test_a_call_cancelled_inside_releases_its_key() -> None:
+    per_key = PerKey(lambda key: AdaptiveLimiter(initial=1, name=key), max_keys=1)
+    with anyio.CancelScope() as scope:
+        async with per_key.limit("a"):
+            scope.cancel()
+            await anyio.sleep(1)
+    assert scope.cancelled_caught
+    stats = per_key["a"].statistics()
+    assert (stats.in_flight, stats.successes, stats.failures) == (0, 0, 0)
+    per_key["b"]
+    assert list(per_key) == ["b"]  # a was released, then dropped
+
+
+async def test_many_keys_in_use_exceed_the_bound_for_now() -> None:
+    per_key = PerKey(lambda key: AdaptiveLimiter(initial=1, name=key), max_keys=1)
+    entered = anyio.Event()
+    release = anyio.Event()
+    inside = 0
+
+    async def hold(key: str) -> None:
+        nonlocal inside
+        async with per_key.limit(key):
+            inside += 1
+            if inside == 10:
+                entered.set()
+            await release.wait()
+
+    async with anyio.create_task_group() as tg:
+        for i in range(10):
+            tg.start_soon(hold, f"busy{i}")
+        await entered.wait()
+        for i in range(100):
+            per_key[f"new{i}"]
+            assert {f"busy{j}" for j in range(10)} <= set(per_key)
+            assert len(per_key) <= 10 + 2  # the keys in use, and a recent one or two
+        release.set()
+    per_key["last"]
+    assert list(per_key) == ["last"]
