@@ -87,6 +87,7 @@ from ._adaptive import AdaptiveLimiterStatistics as AdaptiveLimiterStatistics
 from ._events import LimitChanged as LimitChanged
 from ._hedger import Hedger as Hedger
 from ._hedger import HedgerStatistics as HedgerStatistics
+from ._per_key import PerKey as PerKey
 
 __version__ = "0.1.0.dev0"
 
@@ -164,6 +165,7 @@ __all__ = [  # noqa: RUF022 - grouped by area, sorted within each group
     "Hedger",
     "HedgerStatistics",
     "LimitChanged",
+    "PerKey",
 ]
 
 

@@ -15,16 +15,18 @@ from typing import Any, Final, Protocol, TypeAlias, runtime_checkable
 
 import httpx
 
-from . import CircuitBreaker, CircuitState
+from . import CircuitBreaker, CircuitState, Hedger, PerKey
 from ._util import short_repr
 from ._validate import check_callable, check_count
 
 __all__ = [
     "BreakerArg",
+    "HedgerArg",
     "HostBreakers",
     "KeyedLimiter",
     "LimiterArg",
     "default_key",
+    "hedger_resolver",
     "limiter_resolver",
 ]
 
@@ -67,6 +69,12 @@ when a host has no breaker yet; the breaker is kept), or a mapping
 ``{host: breaker}``."""
 
 
+HedgerArg: TypeAlias = PerKey[Hedger] | Callable[[str], Hedger | None] | None
+"""What ``hedger=`` accepts: a :class:`~anyway.PerKey` of
+:class:`~anyway.Hedger` (each host gets its own, and learns its own latency),
+or a function ``host -> Hedger | None`` (``None``: that host is not hedged)."""
+
+
 def default_key(request: httpx.Request) -> str:
     """The host a request is limited and broken by: the URL's host, with the
     port when it is not the scheme's default (``"api.example.com"``,
@@ -103,6 +111,54 @@ def limiter_resolver(
         f" function host -> async context manager; got {short_repr(limiter, 80)}"
         f" ({type(limiter).__name__})"
     )
+
+
+def hedger_resolver(hedger: object) -> Callable[[str], Hedger | None] | None:
+    """Turn a ``hedger=`` argument into ``key -> Hedger | None``."""
+    if hedger is None:
+        return None
+    if isinstance(hedger, PerKey):
+        per_host: PerKey[Hedger] = hedger
+
+        def hedger_of(key: str) -> Hedger:
+            found = per_host[key]
+            if not isinstance(found, Hedger):
+                raise TypeError(
+                    f"hedger=PerKey(...) must make anyway.Hedger objects, got"
+                    f" {short_repr(found, 80)} for {key!r}; e.g."
+                    " hedger=anyway.PerKey(lambda host: anyway.Hedger())"
+                )
+            return found
+
+        return hedger_of
+    fix = (
+        "hedger=anyway.PerKey(lambda host: anyway.Hedger(...)) gives each host its own Hedger"
+        " (each learns its host's latency)"
+    )
+    if isinstance(hedger, Hedger):
+        raise TypeError(
+            f"hedger must be per host: {fix}; got the single {short_repr(hedger, 80)}, whose delay"
+            " would mix every host's latency (hedger=lambda host: shared shares one on purpose)"
+        )
+    if isinstance(hedger, type):
+        raise TypeError(f"hedger must be an instance, got the class {hedger.__qualname__}: {fix}")
+    if not callable(hedger):
+        raise TypeError(
+            f"hedger must be a PerKey of Hedgers or a function host -> Hedger | None: {fix};"
+            f" got {short_repr(hedger, 80)} ({type(hedger).__name__})"
+        )
+    make = check_callable("hedger", hedger)
+
+    def checked(key: str) -> Hedger | None:
+        found = make(key)
+        if found is not None and not isinstance(found, Hedger):
+            raise TypeError(
+                f"the hedger function {short_repr(make, 60)} returned {short_repr(found, 80)}"
+                f" for {key!r}; it must return an anyway.Hedger (or None: no hedging); {fix}"
+            )
+        return found
+
+    return checked
 
 
 class Host:

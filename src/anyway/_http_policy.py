@@ -233,10 +233,14 @@ class Policy:
         """Whether *request* may be sent more than once: its method is one of
         ``retry_methods`` and its body can be sent again (a body held in
         memory, or none; a streaming body is consumed by the first try)."""
-        return (
-            self._attempts > 1
-            and request.method in self._retry_methods
-            and isinstance(request.stream, httpx.ByteStream)
+        return self._attempts > 1 and self.replayable(request)
+
+    def replayable(self, request: httpx.Request) -> bool:
+        """Whether *request* may be sent more than once, whatever ``attempts``
+        says (what a hedger asks): its method is one of ``retry_methods`` and
+        its body is held in memory (or it has none)."""
+        return request.method in self._retry_methods and isinstance(
+            request.stream, httpx.ByteStream
         )
 
     def may_retry(self, response: httpx.Response) -> bool:

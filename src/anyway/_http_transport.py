@@ -13,7 +13,16 @@ import anyio
 import httpx
 
 from . import Backoff, Hook, Retry, RetryBudget
-from ._http_hosts import BreakerArg, HostBreakers, LimiterArg, default_key, limiter_resolver
+from ._http_hedge import close_response, send_hedged
+from ._http_hosts import (
+    BreakerArg,
+    HedgerArg,
+    HostBreakers,
+    LimiterArg,
+    default_key,
+    hedger_resolver,
+    limiter_resolver,
+)
 from ._http_policy import (
     DEFAULT_BACKOFF,
     DEFAULT_RETRY_METHODS,
@@ -27,8 +36,6 @@ from ._validate import ExceptionFilter, check_callable
 
 __all__ = ["ResilientTransport"]
 
-# Closing a response is shielded from cancellation, within this bound.
-_CLOSE_TIMEOUT: Final = 1.0
 # A capped socket timeout firing this close before the deadline is the deadline.
 _DEADLINE_SLACK: Final = 0.05
 _NONE_CAPPED: Final[frozenset[str]] = frozenset()
@@ -55,19 +62,13 @@ def _policy_name(request: httpx.Request) -> str:
     return f"{request.method} {url.scheme}://{url.netloc.decode('ascii')}{url.path}"
 
 
-async def _close(response: httpx.Response) -> None:
-    if not response.is_closed:
-        with anyio.move_on_after(_CLOSE_TIMEOUT, shield=True):
-            await response.aclose()
-
-
 async def _read_and_close(response: httpx.Response) -> None:
     """Read a response's body (its connection goes back to the pool) and make
     sure it is closed, even when reading fails or is cancelled."""
     try:
         await response.aread()
     finally:
-        await _close(response)
+        await close_response(response)
 
 
 class ResilientTransport(httpx.AsyncBaseTransport):
@@ -123,14 +124,28 @@ class ResilientTransport(httpx.AsyncBaseTransport):
     :class:`anyway.RetryGaveUp` events whose ``policy`` is ``"METHOD url"``
     (without the query string, which may hold credentials).
 
-    *limiter* and *breaker* apply per host (see *key*), around every attempt:
-    breaker outside, limiter inside, as in :func:`anyway.resilient`.
+    *limiter*, *breaker* and *hedger* apply per host (see *key*), around
+    every attempt: breaker outside, then the hedger, then the limiter (each
+    hedged copy passes it), as in :func:`anyway.resilient`.
 
     *limiter*
         A keyed limiter such as :class:`anyway.KeyedRateLimiter` (used as
-        ``limiter.limit(host)``), one async context manager shared by every
-        host (e.g. :class:`anyway.RateLimiter`), or a function
-        ``host -> async context manager | None``.
+        ``limiter.limit(host)``) or an :class:`anyway.PerKey` of limiters
+        (``anyway.PerKey(lambda host: anyway.AdaptiveLimiter(name=host))``:
+        each host gets its own, learning its own capacity), one async context
+        manager shared by every host (e.g. :class:`anyway.RateLimiter`), or a
+        function ``host -> async context manager | None``.
+    *hedger*
+        An :class:`anyway.PerKey` of :class:`anyway.Hedger`
+        (``anyway.PerKey(lambda host: anyway.Hedger())``: each host learns
+        its own latency), or a function ``host -> Hedger | None``. Only
+        requests that may be sent twice are hedged: a method in
+        *retry_methods* and a body held in memory. Each attempt is hedged
+        on its own; the first response wins whatever its status (the retry
+        loop then judges it), the losers are cancelled and their responses
+        closed before the attempt returns, and the breaker counts the
+        attempt once. When every copy fails, the first copy's error is
+        raised (with a note per other copy's error).
     *breaker*
         A :class:`anyway.CircuitBreaker` used as a template: each host gets
         its own breaker with the same settings (named ``"<name>:<host>"``).
@@ -166,6 +181,7 @@ class ResilientTransport(httpx.AsyncBaseTransport):
         respect_retry_after: bool = True,
         limiter: LimiterArg = None,
         breaker: BreakerArg = None,
+        hedger: HedgerArg = None,
         key: Callable[[httpx.Request], str] = default_key,
         budget: RetryBudget | None = None,
         hooks: Iterable[Hook] | Hook = (),
@@ -192,7 +208,11 @@ class ResilientTransport(httpx.AsyncBaseTransport):
         self._limiter = limiter
         self._limit_for = limiter_resolver(limiter)
         self._breakers = HostBreakers(breaker, max_breakers)
-        self._plain = self._limit_for is None and not self._breakers.enabled
+        self._hedger = hedger
+        self._hedger_for = hedger_resolver(hedger)
+        self._plain = (
+            self._limit_for is None and not self._breakers.enabled and self._hedger_for is None
+        )
         self._key = check_callable("key", key)
         # Last, so that bad arguments do not leave a connection pool behind.
         self._transport = httpx.AsyncHTTPTransport() if transport is None else transport
@@ -226,6 +246,8 @@ class ResilientTransport(httpx.AsyncBaseTransport):
             parts.append(f"limiter={self._limiter!r}")
         if self._breakers.enabled:
             parts.append(f"breakers={self._breakers.describe()}")
+        if self._hedger is not None:
+            parts.append(f"hedger={self._hedger!r}")
         parts.append(f"transport={self._transport!r}")
         return f"<ResilientTransport {' '.join(parts)}>"
 
@@ -279,15 +301,21 @@ class ResilientTransport(httpx.AsyncBaseTransport):
             request.extensions = extensions
 
     async def _send_once(self, request: httpx.Request, policy: Policy) -> httpx.Response:
-        """One attempt: breaker, then limiter, then the wrapped transport."""
+        """One attempt: breaker, then (in each hedged copy) limiter, then the
+        wrapped transport."""
         send = self._transport.handle_async_request
         if self._plain:
             return await send(request)
         key = self._key(request)
-        limit = self._limit_for(key) if self._limit_for is not None else None
+        hedger = None
+        if self._hedger_for is not None and policy.replayable(request):
+            hedger = self._hedger_for(key)
+        limit = None
+        if hedger is None and self._limit_for is not None:
+            limit = self._limit_for(key)
         breaker, host = self._breakers.lookup(key)
         if breaker is None:
-            if limit is None:
+            if limit is None and hedger is None:
                 return await send(request)
             host = None
         elif host is not None:
@@ -297,7 +325,9 @@ class ResilientTransport(httpx.AsyncBaseTransport):
         response: httpx.Response | None = None
         try:
             async with breaker if breaker is not None else nullcontext():
-                if limit is None:
+                if hedger is not None:
+                    response = await send_hedged(hedger, _Copy(self, key, request))
+                elif limit is None:
                     response = await send(request)
                 else:
                     async with limit:
@@ -316,11 +346,46 @@ class ResilientTransport(httpx.AsyncBaseTransport):
             # (a hook raised or was cancelled): nobody will get the response,
             # so close it now (its connection goes back to the pool).
             if response is not None:
-                await _close(response)
+                await close_response(response)
             raise
         finally:
             if host is not None:
                 host.active -= 1
+        return response
+
+
+class _Copy:
+    """One hedged copy of an attempt: through the host's limiter (each copy
+    is a request on the wire), then the wrapped transport."""
+
+    __slots__ = ("_key", "_request", "_transport")
+
+    def __init__(self, transport: ResilientTransport, key: str, request: httpx.Request) -> None:
+        self._transport = transport
+        self._key = key
+        self._request = request
+
+    def __getattr__(self, name: str) -> str:
+        # The Hedger names its tasks and errors after the function it runs.
+        if name in {"__qualname__", "__name__"}:
+            return _policy_name(self._request)
+        raise AttributeError(name)
+
+    async def __call__(self) -> httpx.Response:
+        transport = self._transport
+        send = transport._transport.handle_async_request
+        limit_for = transport._limit_for
+        limit = limit_for(self._key) if limit_for is not None else None
+        if limit is None:
+            return await send(self._request)
+        response: httpx.Response | None = None
+        try:
+            async with limit:
+                response = await send(self._request)
+        except BaseException:
+            if response is not None:  # leaving the limiter failed: nobody gets it
+                await close_response(response)
+            raise
         return response
 
 

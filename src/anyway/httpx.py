@@ -54,6 +54,11 @@ LimiterArg: TypeAlias = _http_hosts.LimiterArg
 context manager shared by every host, or a function ``host -> async context
 manager`` (returning ``None``: no limit for that host)."""
 
+HedgerArg: TypeAlias = _http_hosts.HedgerArg
+"""What ``hedger=`` accepts: an :class:`anyway.PerKey` of
+:class:`anyway.Hedger` (each host gets its own, and learns its own latency),
+or a function ``host -> Hedger | None`` (``None``: that host is not hedged)."""
+
 BreakerArg: TypeAlias = _http_hosts.BreakerArg
 """What ``breaker=`` accepts: a :class:`~anyway.CircuitBreaker` used as a
 template (each host gets a breaker with its settings, see
@@ -68,6 +73,7 @@ __all__ = [
     "POLICY_EXTENSION",
     "RETRY_ERRORS",
     "BreakerArg",
+    "HedgerArg",
     "KeyedLimiter",
     "LimiterArg",
     "Policy",

@@ -1,0 +1,61 @@
+"""Hedged attempts of :class:`anyway.httpx.ResilientTransport`: the copies of
+one attempt race through an :class:`anyway.Hedger`; the responses of the
+losers are closed before the attempt returns."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Final
+
+import anyio
+import httpx
+
+from . import Hedger
+
+__all__ = ["close_response", "send_hedged"]
+
+# Closing a response is shielded from cancellation, within this bound.
+_CLOSE_TIMEOUT: Final = 1.0
+
+
+async def close_response(response: httpx.Response) -> None:
+    """Close *response* (its connection goes back to the pool or is closed),
+    shielded from cancellation within a bound."""
+    if not response.is_closed:
+        with anyio.move_on_after(_CLOSE_TIMEOUT, shield=True):
+            await response.aclose()
+
+
+async def send_hedged(
+    hedger: Hedger, send: Callable[[], Awaitable[httpx.Response]]
+) -> httpx.Response:
+    """``await hedger(send)``, with every response but the winner's closed
+    before returning (two copies may both answer before the loser is
+    cancelled). When every copy fails, the first copy's error is raised as
+    itself (an ``httpx`` error, so the retry loop and the caller see what an
+    unhedged request raises), with a note per other copy's error."""
+    got: list[httpx.Response] = []
+
+    async def copy() -> httpx.Response:
+        response = await send()
+        got.append(response)  # no checkpoint in between: never lost
+        return response
+
+    winner: httpx.Response | None = None
+    failed: BaseExceptionGroup[Exception] | None = None
+    try:
+        winner = await hedger(copy)
+    except ExceptionGroup as group:  # every copy failed (errors as anyway.hedge)
+        failed = group
+    finally:
+        for response in got:
+            if response is not winner:
+                await close_response(response)
+    if failed is None:
+        assert winner is not None
+        return winner
+    first, *others = failed.exceptions
+    for other in others:
+        first.add_note(f"another hedged copy also failed: {other!r}")
+    del failed, others
+    raise first
