@@ -22,6 +22,7 @@ PUBLIC_MODULES = [
     "anyway.redis",
     "anyway.otel",
     "anyway.testing",
+    "anyway.testing.nox",
 ]
 # ".. autoclass:: anyway.X" with its option lines ("   :members: a, b")
 _DIRECTIVE = re.compile(r"^\.\. (auto\w+|module|py:module)::[ \t]*(\S+)((?:\n[ \t]+:.*)*)", re.M)

@@ -73,6 +73,8 @@ from ._breaker_windows import TimeWindow as TimeWindow
 from ._circuit import InMemoryBreakerStore as InMemoryBreakerStore
 from .abc import BreakerStore as BreakerStore
 from ._compose import NO_FALLBACK as NO_FALLBACK
+from ._compose import FallbackDecorator as FallbackDecorator
+from ._compose import ResilientDecorator as ResilientDecorator
 from ._compose import resilient as resilient
 
 # the seeds' remaining patterns
@@ -150,8 +152,10 @@ __all__ = [  # noqa: RUF022 - grouped by area, sorted within each group
     "BreakerUpdate",
     "CircuitBreaker",
     "CountWindow",
+    "FallbackDecorator",
     "InMemoryBreakerStore",
     "NO_FALLBACK",
+    "ResilientDecorator",
     "TimeWindow",
     "resilient",
     # the seeds' remaining patterns

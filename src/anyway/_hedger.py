@@ -1,7 +1,8 @@
 """Hedged calls that learn their delay: :class:`Hedger`.
 
 :func:`anyway.hedge` takes a fixed delay, a guess. A :class:`Hedger` keeps
-the latencies of the last :data:`_WINDOW` successful whole calls (a sliding
+the latencies of the winning copies of the last :data:`_WINDOW` successful
+calls, each measured from that copy's own start (a sliding
 window kept sorted: O(log n) to find, one memmove to insert and evict) and
 hedges each call after the observed ``quantile`` of them. A token budget
 bounds the extra load: every call deposits ``max_extra`` tokens (up to a
@@ -114,7 +115,9 @@ class Hedger:
     seconds, a backup copy starts (up to *attempts* copies in all, one more
     each *delay*, or at once when a copy fails), and the first success wins.
     *delay* is the *quantile* of the latencies of the last 1000 successful
-    whole calls (the first *warmup* calls are never hedged). At most
+    calls, each the winning copy's own latency from its start (the first
+    *warmup* calls are never hedged). The whole call's latency would include
+    the hedge delay itself and feed it back, creeping up to the slow mode. At most
     *max_extra* extra copies are started per call on average: each call adds
     *max_extra* tokens to a budget (which holds at most 10, the burst),
     each extra copy spends one, and without a
