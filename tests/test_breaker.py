@@ -671,3 +671,32 @@ async def test_call_with_a_sync_function_is_a_type_error_and_not_a_failure() -> 
 
 
 # @@OPERATORS@@
+
+
+async def test_async_with_counts_closed_calls_before_and_after_a_probe(clock: Clock) -> None:
+    # `async with` keeps nothing for a call admitted while closed until some
+    # call is admitted otherwise (a probe): before and after one, closed
+    # calls are counted, and the probe's own outcome closes the circuit.
+    breaker = CircuitBreaker(failure_threshold=2, recovery_time=1.0)
+    for _ in range(3):
+        async with breaker:
+            pass
+    assert breaker.statistics().success_count == 3
+    for _ in range(2):
+        with pytest.raises(ZeroDivisionError):
+            async with breaker:
+                1 / 0  # noqa: B018
+    assert breaker.state is CircuitState.OPEN
+    await anyio.sleep(1.0)
+    async with breaker:  # the probe
+        assert breaker.state is CircuitState.HALF_OPEN
+    assert breaker.state is CircuitState.CLOSED
+    for _ in range(3):
+        async with breaker:
+            pass
+    assert breaker.statistics().success_count == 3
+    for _ in range(2):
+        with pytest.raises(ZeroDivisionError):
+            async with breaker:
+                1 / 0  # noqa: B018
+    assert breaker.state is CircuitState.OPEN

@@ -224,6 +224,48 @@ def test_window_bound_on_adversarial_float_times(
         assert in_window <= bound if whole else in_window < bound
 
 
+@settings(deadline=None, max_examples=100)
+@given(
+    rate=st.sampled_from([1e6, 3e7, 1e9]),
+    burst=st.integers(1, 40),
+    start=st.sampled_from([1e6 + 0.1, 12345.678, 1 / 3]),
+    steps=st.lists(
+        st.tuples(st.integers(0, 3), st.integers(1, 12), st.sampled_from([1, 2, 0.5])),
+        min_size=1,
+        max_size=30,
+    ),
+)
+def test_exact_decisions_on_a_clock_that_stands_still(
+    rate: float,
+    burst: int,
+    start: float,
+    steps: list[tuple[int, int, float]],
+) -> None:
+    # A clock that moves in steps (uvloop: 1 ms) shows the same reading to
+    # many requests in a row, and at a high rate the interval is far below
+    # the float tolerance: each decision is checked against exact GCRA.
+    interval = Fraction(1.0) / Fraction(rate)
+
+    async def body(set_time: Callable[[float], None]) -> None:
+        limiter = RateLimiter(rate, burst=burst)
+        tat: Fraction | None = None
+        now = start
+        for ulps, repeat, cost in steps:
+            for _ in range(ulps):  # a few floats later, or the same reading
+                now = math.nextafter(now, math.inf)
+            set_time(now)
+            exact_now = Fraction(now)
+            cost = min(cost, burst)
+            for _ in range(repeat):
+                base = exact_now if tat is None else max(tat, exact_now)
+                conforms = base + (Fraction(cost) - burst) * interval <= exact_now
+                assert limiter.try_acquire(cost) == conforms
+                if conforms:
+                    tat = base + Fraction(cost) * interval
+
+    at_times(body)
+
+
 # --- try_acquire and timeout -------------------------------------------------------
 
 

@@ -91,6 +91,7 @@ class BreakerGate:
         "_predicate",
         "_remote",
         "_slow",
+        "_stacked",
         "_started",
         "_store",
         "_types",
@@ -111,6 +112,7 @@ class BreakerGate:
     _predicate: Callable[[BaseException], Any] | None
     _remote: RemoteCircuit | None
     _slow: float | None
+    _stacked: bool
     _started: contextvars.ContextVar[list[float]]
     _store: BreakerStore
     _types: tuple[type[BaseException], ...]
@@ -121,6 +123,9 @@ class BreakerGate:
         untimed = self._slow is None and not self._outcome_events
         self._fast = self._circuit if untimed else None
         self._entries = contextvars.ContextVar(f"anyway.CircuitBreaker({self._policy})")
+        # whether an entry was ever pushed: until then no context holds one, and
+        # __aexit__ need not look (a breaker that never left CLOSED never does)
+        self._stacked = False
         # the start-time cell of the call admitted last in this context (slow calls)
         self._started = contextvars.ContextVar(f"anyway.CircuitBreaker({self._policy}).started")
         self._call = self._guard(call_async)
@@ -254,7 +259,8 @@ class BreakerGate:
 
     # The happy path, on the in-memory store without slow-call tracking: a
     # call admitted while closed takes its ticket from the circuit and, if it
-    # succeeds, records the success there (succeed_closed); both without an
+    # succeeds, records the success there (succeed_closed, or succeed_light
+    # for `async with`, which keeps no ticket); both without an
     # await, and without the clock except for a time window. Anything else goes
     # through _enter() and _exit(). `async with` and the guarded function
     # (decorator and call()) are the two ways in.
@@ -266,6 +272,7 @@ class BreakerGate:
         entry = await self._enter()
         var = self._entries
         var.set((entry, var.get(None)))
+        self._stacked = True
 
     async def __aexit__(
         self,
@@ -274,22 +281,22 @@ class BreakerGate:
         tb: TracebackType | None,
     ) -> None:
         var = self._entries
-        node = var.get(None)
-        if node is not None:
-            var.set(node[1])
-            entry = node[0]
-        else:
+        node = var.get(None) if self._stacked else None
+        if node is None:  # admitted while closed (a light entry)
             fast = self._fast
             assert fast is not None, "__aexit__ without __aenter__"
-            ticket = fast.closed_ticket  # admitted while closed: counts if still closed
-            if ticket is None:
-                return  # ...else it is stale
-            if exc is None:
-                change = fast.succeed_closed(ticket)
+            if exc is None:  # counts if the circuit is still closed
+                change = fast.succeed_light()
                 if change is not None:
                     await emit(self._changed(change), self._hooks)
                 return
-            entry = (0, ticket, _UNTIMED)
+            ticket = fast.closed_ticket
+            if ticket is None:
+                return  # no longer closed: stale
+            entry: _Entry = (0, ticket, _UNTIMED)
+        else:
+            var.set(node[1])
+            entry = node[0]
         await self._exit(entry, exc)
 
     def _guard(self, fn: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any, T]]:

@@ -181,6 +181,20 @@ class Circuit:
         self._calls += 1
         return None
 
+    def succeed_light(self) -> Change | None:
+        """Record a success of a call admitted while closed that kept no ticket
+        (``async with``'s happy path): it counts if the circuit is still
+        closed, else it is stale and ignored."""
+        if self._window is None and self._state is _CLOSED:
+            self._consecutive = 0
+            self._successes += 1
+            self._calls += 1
+            return None
+        ticket = self.closed_ticket
+        if ticket is None:
+            return None
+        return self._record(0, ticket, False, False)
+
     # --- the protocol's operations ---------------------------------------------------
 
     def acquire(self, call: int) -> tuple[int | None, Change | None]:

@@ -32,20 +32,19 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from fractions import Fraction
 from typing import Final, NoReturn, TypeAlias
 
 import anyio
 from anyio import current_time
-from anyio.abc import AsyncBackend
-from anyio.lowlevel import current_token
+from anyio.lowlevel import checkpoint, current_token
 
 from ._errors import RateLimitExceeded
 from ._events import CallRejected, Hook, check_hooks, emit
 from ._validate import check_count, check_number, check_seconds
 
-__all__ = ["NO_KEY", "Bucket", "Cost", "Gcra"]
+__all__ = ["NO_KEY", "REL_TOL", "Bucket", "Cost", "Gcra"]
 
 #: A cost as the algorithm keeps it: exact (a float cost becomes a Fraction).
 Cost: TypeAlias = int | Fraction
@@ -57,6 +56,12 @@ Cost: TypeAlias = int | Fraction
 REL_TOL: Final = 1e-12
 
 _INF: Final = math.inf
+
+
+def _no_loop() -> object:
+    """The token check of a limiter not used yet: no loop is its loop."""
+    raise RuntimeError("not used in an event loop yet")
+
 
 #: The key of a stream that has none (:class:`~anyway.RateLimiter`).
 NO_KEY: Final = object()
@@ -104,8 +109,9 @@ class Gcra:
     """Configuration and the algorithm shared by both limiters."""
 
     __slots__ = (
-        "_backend",
         "_burst",
+        "_checkpoint",
+        "_clock",
         "_exact",
         "_hooks",
         "_interval",
@@ -113,6 +119,7 @@ class Gcra:
         "_name",
         "_per",
         "_rate",
+        "_token",
         "_waiting",
     )
 
@@ -159,10 +166,16 @@ class Gcra:
         self._name = name
         self._hooks = check_hooks(hooks)
         self._waiting = 0
-        # The event loop the state belongs to and its AnyIO backend (None: not
-        # used yet). Another loop has another clock: the limiter starts over.
+        # The event loop the state belongs to (None: not used yet), and its
+        # AnyIO backend's token, checkpoint and clock (what
+        # anyio.lowlevel.current_token(), anyio.lowlevel.checkpoint() and
+        # anyio.current_time() call, without looking the backend up on every
+        # call; bound once per loop). Another loop has another clock: the
+        # limiter starts over.
         self._loop: object = None
-        self._backend: type[AsyncBackend] | None = None
+        self._token: Callable[[], object] = _no_loop
+        self._checkpoint: Callable[[], Awaitable[None]] = checkpoint
+        self._clock: Callable[[], float] = current_time
 
     # -- introspection -------------------------------------------------------
 
@@ -206,9 +219,9 @@ class Gcra:
 
     # -- the event loop ------------------------------------------------------
 
-    def _here(self) -> type[AsyncBackend]:
-        """The running loop's AnyIO backend; the state starts over first if
-        this is not the loop it was used in last.
+    def _here(self) -> None:
+        """Make sure the state belongs to the running loop: it starts over first
+        if this is not the loop it was used in last.
 
         Asking the backend of the last loop for the running loop is the cheap
         way to know it is the same (``anyio.lowlevel.current_token()`` looks the
@@ -216,18 +229,19 @@ class Gcra:
         of an uncontended acquire); under another backend that question raises
         RuntimeError, and the slow path looks the backend up.
         """
-        backend = self._backend
         try:
-            if backend is not None and backend.current_token() is self._loop:
-                return backend
+            if self._token() is self._loop:
+                return
         except RuntimeError:  # the last loop's backend is not the one running here
             pass
         token = current_token()
+        backend = token.backend_class
         self._loop = token.native_token
-        self._backend = backend = token.backend_class
+        self._token = backend.current_token
+        self._checkpoint = backend.checkpoint
+        self._clock = backend.current_time
         self._waiting = 0
         self._start_over()
-        return backend
 
     def _start_over(self) -> None:
         """Forget the state of another event loop: behave as if created here."""
@@ -281,6 +295,17 @@ class Gcra:
         return self._take_exact(b, now, cost)
 
     def _take_exact(self, b: Bucket, now: float, cost: Cost) -> bool:
+        if now == b.a:
+            # The clock has not moved since the stream last started over (a
+            # clock that moves in steps: uvloop's in milliseconds). Then
+            # TAT = now + k*T >= now, and cost conforms iff k + cost <= burst:
+            # exact, without rational arithmetic.
+            k = b.k + cost
+            if k > self._burst:
+                return False
+            b.k = k
+            b.tat = now + k * self._interval
+            return True
         interval = self._exact
         tat = Fraction(b.a) + b.k * interval
         exact_now = Fraction(now)

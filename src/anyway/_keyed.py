@@ -82,7 +82,8 @@ class KeyedRateLimiter(Gcra):
         buckets = self._buckets
         if buckets:
             try:
-                now = self._here().current_time()
+                self._here()
+                now = self._clock()
             except RuntimeError:  # no event loop here: the count as it stands
                 return len(buckets)
             buckets = self._buckets
@@ -153,9 +154,9 @@ class KeyedRateLimiter(Gcra):
         units: Cost = 1 if cost == 1 and type(cost) is int else self._check_cost(cost)
         if timeout is not None:
             timeout = check_seconds("timeout", timeout, allow_inf=True)
-        backend = self._here()  # see RateLimiter.acquire
-        await backend.checkpoint()
-        now = backend.current_time()
+        self._here()  # see RateLimiter.acquire
+        await self._checkpoint()
+        now = self._clock()
         b = self._grant_now(key, now, units)
         if b is not None:
             await self._wait(b, units, timeout, now, key)
@@ -165,7 +166,8 @@ class KeyedRateLimiter(Gcra):
         """Take *cost* units for *key* if they are available right now and
         nobody is waiting for that key; never waits."""
         units: Cost = 1 if cost == 1 and type(cost) is int else self._check_cost(cost)
-        now = self._here().current_time()
+        self._here()
+        now = self._clock()
         return self._grant_now(key, now, units) is None
 
     def limit(self, key: Hashable) -> AbstractAsyncContextManager[None]:

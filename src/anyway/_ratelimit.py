@@ -8,7 +8,7 @@ from types import TracebackType
 from typing import final
 
 from ._events import Hook
-from ._gcra import NO_KEY, Bucket, Cost, Gcra
+from ._gcra import NO_KEY, REL_TOL, Bucket, Cost, Gcra
 from ._validate import check_seconds
 
 __all__ = ["RateLimiter"]
@@ -96,21 +96,29 @@ class RateLimiter(Gcra):
         units: Cost = 1 if cost == 1 and type(cost) is int else self._check_cost(cost)
         if timeout is not None:
             timeout = check_seconds("timeout", timeout, allow_inf=True)
-        # The backend's own checkpoint and clock: what anyio.lowlevel.checkpoint()
-        # and anyio.current_time() call, without looking the backend up again.
-        backend = self._here()
-        await backend.checkpoint()
+        self._here()
+        await self._checkpoint()
         b = self._bucket
-        now = backend.current_time()
-        if b.waiters is None and self._take(b, now, units):
-            return
+        now = self._clock()
+        if b.waiters is None:
+            # The common case of Gcra._take inline: the stream is clearly idle
+            # (TAT < now), so it starts over at now.
+            tat = b.tat
+            if now - tat >= (abs(now) + abs(tat) + abs(b.a)) * REL_TOL:
+                b.a = now
+                b.k = units
+                b.tat = now + units * self._interval
+                return
+            if self._take(b, now, units):
+                return
         await self._wait(b, units, timeout, now, NO_KEY)
 
     def try_acquire(self, cost: float = 1) -> bool:
         """Take *cost* units if they are available right now and nobody is
         waiting; never waits. Returns whether the units were taken."""
         units: Cost = 1 if cost == 1 and type(cost) is int else self._check_cost(cost)
-        now = self._here().current_time()
+        self._here()
+        now = self._clock()
         b = self._bucket
         return b.waiters is None and self._take(b, now, units)
 
