@@ -251,40 +251,42 @@ class Retry:
         return Attempts(self._settings, name or self._settings.name or "retrying")
 
 
+def _loop_after(
+    settings: Settings,
+    name: str,
+    function: str,
+    verdict: bool | float,
+    exc: BaseException | None,
+    result: object = None,
+) -> RetryLoop | None:
+    """The retry loop after a first attempt that failed (*exc*) or whose
+    *result* was judged, or ``None`` if the *verdict* is not to retry."""
+    if verdict is False:
+        return None
+    loop = RetryLoop(settings, name, function)
+    loop.fail(exc, result, verdict)
+    return loop
+
+
 def _after_error(
     settings: Settings, name: str, exc: BaseException, function: str
 ) -> RetryLoop | None:
     """The first attempt raised *exc*: the retry loop, or ``None`` if *exc*
     is not retried. Called in the ``except`` block."""
-    verdict = settings.verdict(exc)
-    if verdict is False:
-        return None
-    loop = RetryLoop(settings, name, function)
-    loop.fail(exc, None, verdict)
-    return loop
+    return _loop_after(settings, name, function, settings.verdict(exc), exc)
 
 
 def _after_result(settings: Settings, name: str, result: object, function: str) -> RetryLoop | None:
     """The first attempt returned *result*: the retry loop if
     ``retry_if_result`` rejects it, else ``None``."""
-    verdict = settings.result_verdict(result)
-    if verdict is False:
-        return None
-    loop = RetryLoop(settings, name, function)
-    loop.fail(None, result, verdict)
-    return loop
+    return _loop_after(settings, name, function, settings.result_verdict(result), None, result)
 
 
 async def _after_error_async(
     settings: Settings, name: str, exc: BaseException, function: str
 ) -> RetryLoop | None:
     """:func:`_after_error` with an async ``on`` predicate."""
-    verdict = await settings.verdict_async(exc)
-    if verdict is False:
-        return None
-    loop = RetryLoop(settings, name, function)
-    loop.fail(exc, None, verdict)
-    return loop
+    return _loop_after(settings, name, function, await settings.verdict_async(exc), exc)
 
 
 async def _after_result_async(
@@ -292,11 +294,7 @@ async def _after_result_async(
 ) -> RetryLoop | None:
     """:func:`_after_result` with an async ``retry_if_result``."""
     verdict = await settings.result_verdict_async(result)
-    if verdict is False:
-        return None
-    loop = RetryLoop(settings, name, function)
-    loop.fail(None, result, verdict)
-    return loop
+    return _loop_after(settings, name, function, verdict, None, result)
 
 
 async def _retry(
