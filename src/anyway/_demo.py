@@ -149,7 +149,10 @@ class Upstream:
         if kind == "limited":
             now = anyio.current_time()
             last = self.last_accepted.get(host)
-            if last is not None and now - last < SERVER_MIN_INTERVAL:
+            # now < last + interval, not now - last < interval: the same sum as
+            # a caller's sleep(interval) deadline, so that sleeping the interval
+            # is always enough, even on a clock in steps (uvloop's milliseconds)
+            if last is not None and now < last + SERVER_MIN_INTERVAL:
                 self.too_many += 1
                 return 429, {"Retry-After": "1"}, b'{"error": "slow down"}'
             self.last_accepted[host] = now

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import math
 import selectors
-import time
 from collections.abc import Callable, Mapping
 from contextvars import Context
 from typing import Any, TypeVar, TypeVarTuple, Unpack
@@ -161,10 +160,13 @@ def accelerated_uvloop_factory(speedup: float) -> Callable[[], asyncio.AbstractE
     uvloop keeps its timers and its idle phase in libuv's C code, out of
     Python's reach, so it cannot be put on virtual time: nothing can tell when
     all of its tasks are blocked. What we can do is scale: ``time()`` reports
-    real monotonic time multiplied by *speedup*, and ``call_at``/``call_later``
-    divide delays by it, so a 1 s timeout fires after ``1/speedup`` real
-    seconds. Timers still come from libuv on real time (with its 1 ms
-    resolution and real scheduling jitter), so durations are approximate.
+    libuv's clock (whole milliseconds, as uvloop's own ``time()`` does)
+    multiplied by *speedup*, and ``call_at``/``call_later`` divide delays by
+    it, so a 1 s timeout fires after ``1/speedup`` real seconds. A timer fires
+    on the first millisecond at which ``time()`` has reached its due time,
+    never earlier, and timers fire in the order they are due. Timers still
+    come from libuv on real time (real scheduling jitter), so durations are
+    approximate, and time moves in steps of ``speedup`` milliseconds.
     """
     import uvloop
 
@@ -174,11 +176,22 @@ def accelerated_uvloop_factory(speedup: float) -> Callable[[], asyncio.AbstractE
         return uvloop.new_event_loop
 
     class AcceleratedUVLoop(uvloop.Loop):
+        # Time is libuv's own clock (whole milliseconds, what uvloop's time()
+        # reports too), scaled: then "time() >= when" holds exactly when libuv
+        # considers a timer due at `when`, so a deadline that has passed by
+        # time() has always fired by the next loop iteration.
         _anyway_speedup = float(speedup)
-        _anyway_origin = time.monotonic()
+        _anyway_origin_ms = 0
+
+        def _libuv_ms(self) -> int:
+            return round(uvloop.Loop.time(self) * 1e3)  # refreshes libuv's clock
 
         def time(self) -> float:
-            return (time.monotonic() - self._anyway_origin) * self._anyway_speedup
+            return self._at(self._libuv_ms())
+
+        def _at(self, ms: int) -> float:
+            """What time() says at libuv's millisecond *ms*."""
+            return (ms - self._anyway_origin_ms) * self._anyway_speedup / 1e3
 
         def call_later(
             self,
@@ -187,23 +200,9 @@ def accelerated_uvloop_factory(speedup: float) -> Callable[[], asyncio.AbstractE
             *args: *_Ts,
             context: Context | None = None,
         ) -> asyncio.TimerHandle:
-            # libuv fires timers on whole milliseconds of its own clock, measured
-            # from the moment the timer starts: aim at the first millisecond at
-            # or after the due time, so that a timer never fires early (AnyIO
-            # would re-arm it, after a later one) and timers due in order fire
-            # in order. If libuv's clock ticked between our reading and the
-            # start, the timer is one millisecond late: start it again.
             if not delay < _FOREVER:  # inf, or too far to matter: uvloop caps it
                 return super().call_later(_FOREVER, callback, *args, context=context)
-            due_ms = math.ceil((time.monotonic() + max(0.0, delay) / self._anyway_speedup) * 1e3)
-            while True:
-                now_ms = round(uvloop.Loop.time(self) * 1e3)  # refreshes libuv's clock
-                handle: asyncio.TimerHandle = super().call_later(
-                    max(0, due_ms - now_ms) / 1e3, callback, *args, context=context
-                )
-                if due_ms <= now_ms or round(handle.when() * 1e3) <= due_ms:
-                    return handle
-                handle.cancel()
+            return self._at_ms(self.time() + max(0.0, delay), callback, args, context)
 
         def call_at(
             self,
@@ -212,11 +211,38 @@ def accelerated_uvloop_factory(speedup: float) -> Callable[[], asyncio.AbstractE
             *args: *_Ts,
             context: Context | None = None,
         ) -> asyncio.TimerHandle:
-            return self.call_later(when - self.time(), callback, *args, context=context)
+            if not when - self.time() < _FOREVER:  # inf, NaN or too far to matter
+                return super().call_later(_FOREVER, callback, *args, context=context)
+            return self._at_ms(when, callback, args, context)
+
+        def _at_ms(
+            self,
+            when: float,
+            callback: Callable[[Unpack[_Ts]], object],
+            args: tuple[*_Ts],
+            context: Context | None,
+        ) -> asyncio.TimerHandle:
+            # The first libuv millisecond at which time() >= when (found with
+            # time()'s own arithmetic, so that the two agree to the last bit).
+            # libuv measures the delay from the moment the timer starts: if its
+            # clock ticked since we read it, start the timer again.
+            due_ms = self._anyway_origin_ms + math.ceil(when * 1e3 / self._anyway_speedup)
+            while self._at(due_ms - 1) >= when:
+                due_ms -= 1
+            while self._at(due_ms) < when:
+                due_ms += 1
+            while True:
+                now_ms = self._libuv_ms()
+                handle: asyncio.TimerHandle = uvloop.Loop.call_later(
+                    self, max(0, due_ms - now_ms) / 1e3, callback, *args, context=context
+                )
+                if due_ms <= now_ms or round(handle.when() * 1e3) <= due_ms:
+                    return handle
+                handle.cancel()
 
     def factory() -> asyncio.AbstractEventLoop:
         loop = AcceleratedUVLoop()
-        loop._anyway_origin = time.monotonic()
+        loop._anyway_origin_ms = loop._libuv_ms()
         return loop
 
     factory._anyway_kind = "uvloop"  # type: ignore[attr-defined]
