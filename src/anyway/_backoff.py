@@ -58,6 +58,20 @@ def _checked_uniform(
     return checked
 
 
+def _uniform_of(random: object) -> Callable[[float, float], float]:
+    """The checked ``uniform(a, b)`` of a ``random=`` argument (``None``: the
+    module's own generator)."""
+    if random is None:
+        return _rnd.uniform
+    candidate: object = getattr(random, "uniform", None)
+    if not callable(candidate) or inspect.isclass(random):
+        raise TypeError(
+            "random must be a random.Random instance (e.g. random.Random(42)) or an"
+            f" object with a uniform(a, b) method, got {random!r}"
+        )
+    return _checked_uniform(candidate, random)
+
+
 class Backoff:
     """How long to wait before each retry: capped exponential growth plus jitter.
 
@@ -133,17 +147,7 @@ class Backoff:
             raise ValueError(
                 f"jitter must be 'full', 'equal', 'decorrelated' or None, got {jitter!r}"
             )
-        uniform: Callable[[float, float], float]
-        if random is None:
-            uniform = _rnd.uniform
-        else:
-            candidate: object = getattr(random, "uniform", None)
-            if not callable(candidate) or inspect.isclass(random):
-                raise TypeError(
-                    "random must be a random.Random instance (e.g. random.Random(42)) or an"
-                    f" object with a uniform(a, b) method, got {random!r}"
-                )
-            uniform = _checked_uniform(candidate, random)
+        uniform = _uniform_of(random)
         object.__setattr__(self, "_initial", initial)
         object.__setattr__(self, "_max", cap)
         object.__setattr__(self, "_multiplier", multiplier)
@@ -304,15 +308,5 @@ def random_wait(
             f"max must be >= min, got min={min!r} and max={max!r}; swap them, or use"
             " min=max for a constant wait"
         )
-    uniform: Callable[[float, float], float]
-    if random is None:
-        uniform = _rnd.uniform
-    else:
-        candidate: object = getattr(random, "uniform", None)
-        if not callable(candidate) or inspect.isclass(random):
-            raise TypeError(
-                "random must be a random.Random instance (e.g. random.Random(42)) or an"
-                f" object with a uniform(a, b) method, got {random!r}"
-            )
-        uniform = _checked_uniform(candidate, random)
+    uniform = _uniform_of(random)
     return _RandomWait(low, high, random, uniform)
