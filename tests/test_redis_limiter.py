@@ -297,6 +297,32 @@ async def test_caller_deadline_cuts_the_wait(client: Any, kind: str) -> None:
     assert limiter.waiting == 0
 
 
+@KINDS
+@pytest.mark.parametrize("mode", ["fail_closed", "fail_open"])
+async def test_a_round_trip_cut_at_the_callers_deadline_is_that_deadline(
+    client: Any, kind: str, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reply is held past the caller's deadline, and the deadline's own
+    timer fires a tick after the round trip's cut (as uvloop's millisecond
+    timers may): the cut must not surface as an outage (nor, with fail_open, as
+    a grant unchecked): the caller gets its DeadlineExceeded."""
+    import anyway._redis_call as redis_call
+
+    events: list[PolicyEvent] = []
+    rec = Recorder(client)
+    limiter = make(kind, rec, 100, on_unavailable=mode, hooks=events.append)
+    await acquire(limiter)  # the script is cached: the next call is one held EVALSHA
+    rec.delay = 1.0
+    tick = 0.003
+    when = anyio.current_time() + 0.01
+    # round_trip sees the deadline a tick before the scope's timer fires
+    monkeypatch.setattr(redis_call, "current_effective_deadline", lambda: when)
+    with pytest.raises(anyway.DeadlineExceeded), anyway.deadline_at(when + tick):
+        await acquire(limiter)
+    assert events == []  # neither an outage nor a fail-open grant was reported
+    assert limiter.waiting == 0
+
+
 async def test_many_waiters_cost_one_round_trip_per_grant(client: Any) -> None:
     rec = Recorder(client)
     limiter = RedisRateLimiter(rec, unique(), 50)  # T = 20 ms

@@ -46,9 +46,16 @@ def test_processes_share_one_exact_limit(redis_server: RedisServer) -> None:  # 
         )
         for backend in backends
     ]
+    outputs = []
+    try:
+        outputs = [proc.communicate(timeout=30) for proc in procs]
+    finally:
+        for proc in procs:  # none outlives the test, even when one failed
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
     results = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=30)
+    for proc, (out, err) in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, err.decode(errors="replace")
         results.append(json.loads(out))
     per_process = [r["grants"] for r in results]

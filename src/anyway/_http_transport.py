@@ -31,7 +31,7 @@ from ._http_policy import (
     RETRY_ERRORS,
     Policy,
 )
-from ._util import short_repr
+from ._util import short_repr, yield_to_deadline
 from ._validate import ExceptionFilter, check_callable
 
 __all__ = ["ResilientTransport"]
@@ -462,9 +462,7 @@ async def _send_capped(
         return await transport._send_once(request, policy)
     except httpx.TimeoutException as exc:
         if capped and _TIMEOUT_KINDS.get(type(exc)) in capped:
-            wait = anyio.current_effective_deadline() - anyio.current_time()
-            if wait <= _DEADLINE_SLACK:
-                # Once, never in a loop: the deadline cancels this sleep (if
-                # it does not, e.g. on a coarse clock, the timeout is raised).
-                await anyio.sleep(max(0.0, wait))
+            deadline_at = anyio.current_effective_deadline()
+            if deadline_at - anyio.current_time() <= _DEADLINE_SLACK:
+                await yield_to_deadline(deadline_at)
         raise

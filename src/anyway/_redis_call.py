@@ -12,7 +12,8 @@ than the caller's deadline (:func:`anyio.current_effective_deadline`) and no
 later than ``redis_timeout`` after it started. Shielded, because a script that
 granted something must be *known* to have granted it, so that a caller
 cancelled meanwhile can give it back; bounded, so that a hung server never
-holds the caller past its deadline.
+holds the caller past its deadline. A round trip cut at the caller's
+deadline lets that deadline's cancellation through instead of an outage.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from coredis.exceptions import NoScriptError
 from coredis.typing import RedisError
 
 from ._errors import Rejected
+from ._util import yield_to_deadline
 from ._validate import check_seconds
 
 __all__ = [
@@ -126,7 +128,8 @@ async def round_trip(
     pending cancellation afterwards.
     """
     start = current_time()
-    end = min(current_effective_deadline(), start + redis_timeout)
+    deadline_at = current_effective_deadline()
+    end = min(deadline_at, start + redis_timeout)
     with anyio.CancelScope(shield=True, deadline=end):
         try:
             try:
@@ -135,6 +138,10 @@ async def round_trip(
                 return await client.eval(script.text, keys, args)
         except _UNAVAILABLE as exc:
             raise RedisUnavailable(f"Redis unavailable: {type(exc).__name__}: {exc}") from exc
+    if end == deadline_at:
+        # Cut at the caller's deadline: the caller gets that deadline, not an
+        # outage that won the race against it by a hair.
+        await yield_to_deadline(deadline_at)
     raise RedisUnavailable(
         f"Redis unavailable: no reply within {end - start:.3g} s"
         f" (redis_timeout={redis_timeout:g} s, or the caller's deadline)"
