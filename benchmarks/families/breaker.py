@@ -1,7 +1,10 @@
 """Family ``breaker``: CircuitBreaker call overhead (closed, success) against purgatory.
 
 The baseline is a bare ``await`` of the same coroutine function; the rows
-show the breaker as a context manager and as a decorator. purgatory's
+show the breaker as a context manager and as a decorator. The floor row is an
+``async with`` of a context manager whose ``__aenter__`` and ``__aexit__`` do
+nothing: what the ``async with`` protocol alone costs, the least any breaker
+used that way can add. purgatory's
 decorator looks its breaker up by name on every call (that is its API); its
 context-manager row uses a breaker fetched once, the cheapest way to use it.
 """
@@ -42,6 +45,25 @@ def _anyway_context(env: Env) -> BatchFn:
     async def run(n: int) -> None:
         for _ in range(n):
             async with breaker:
+                await _operation()
+
+    return run
+
+
+class _Nothing:
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        return None
+
+
+def _empty_context(env: Env) -> BatchFn:
+    nothing = _Nothing()
+
+    async def run(n: int) -> None:
+        for _ in range(n):
+            async with nothing:
                 await _operation()
 
     return run
@@ -101,6 +123,7 @@ def cases() -> list[Case]:
             "closed call",
             [
                 Variant("bare await", _bare),
+                Variant("floor: async with doing nothing", _empty_context),
                 Variant(
                     "anyway async with breaker", _anyway_context, target=Target("overhead", 400.0)
                 ),

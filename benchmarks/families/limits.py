@@ -49,6 +49,20 @@ def _capacity(env: Env) -> BatchFn:
     return _uncontended(anyio.CapacityLimiter(1000))
 
 
+class _CheckpointOnly:
+    """The least a limiter owes on its uncontended path: a checkpoint."""
+
+    async def __aenter__(self) -> None:
+        await anyio.lowlevel.checkpoint()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        return None
+
+
+def _floor(env: Env) -> BatchFn:
+    return _uncontended(_CheckpointOnly())
+
+
 def _rate(env: Env) -> BatchFn:
     import anyway
 
@@ -234,6 +248,7 @@ def cases() -> list[Case]:
             "uncontended acquire",
             [
                 Variant("anyio.CapacityLimiter", _capacity),
+                Variant("floor: async with + anyio checkpoint", _floor),
                 Variant("anyway.RateLimiter", _rate, target=Target("ratio", 0.5, trio_limit=0.8)),
                 Variant("anyway.KeyedRateLimiter", _keyed),
                 Variant("anyway.Bulkhead", _bulkhead),

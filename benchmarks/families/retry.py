@@ -6,7 +6,9 @@ three ``ValueError``s then success, with zero waits everywhere
 (``Backoff(initial=0, max=0, jitter=None)``, ``wait_none()``, ``wait_initial=0``,
 ``backoff.constant`` with ``interval=0``); the baseline is the retry loop a
 user would write by hand (``anyio.sleep(0)`` between attempts, like the
-zero waits of the libraries).
+zero waits of the libraries). A second hand-written loop gives the same
+guarantee as ``anyway.retry``'s ``timeout``: its retries run inside
+``anyio.move_on_after(timeout)``, so an attempt still running then is cut.
 
 stamina's instrumentation hooks (which log every retry at WARNING) are turned
 off while it is measured, so every library is timed without logging output;
@@ -69,6 +71,28 @@ def _hand_loop(fn: AsyncFn) -> AsyncFn:
     return looped
 
 
+def _hand_loop_with_timeout(fn: AsyncFn) -> AsyncFn:
+    async def looped() -> int:
+        try:
+            return await fn()
+        except ValueError:
+            error = None
+        # Everything after the first failure under the timeout, as anyway.retry
+        # runs it (timeout=45.0): a hung later attempt is cut.
+        with anyio.move_on_after(45.0):
+            for attempt in range(1, ATTEMPTS):
+                await anyio.sleep(0)  # noqa: ASYNC115 - a zero wait, like the libraries'
+                try:
+                    return await fn()
+                except ValueError as exc:
+                    if attempt == ATTEMPTS - 1:
+                        raise
+                    error = exc
+        raise TimeoutError("retry timeout") from error
+
+    return looped
+
+
 def _wrap_anyway(fn: AsyncFn, failing: bool) -> AsyncFn:
     import anyway
 
@@ -125,6 +149,10 @@ def _hand(fn: AsyncFn, failing: bool) -> AsyncFn:
     return _hand_loop(fn)
 
 
+def _hand_with_timeout(fn: AsyncFn, failing: bool) -> AsyncFn:
+    return _hand_loop_with_timeout(fn)
+
+
 @asynccontextmanager
 async def _quiet_stamina() -> AsyncIterator[None]:
     import stamina.instrumentation as instrumentation
@@ -171,8 +199,14 @@ def _variants(*, failing: bool) -> list[Variant]:
     else:
         baseline = Variant("bare await", _factory(_bare, failing=False))
         target = Target("overhead", 500.0)
+    same_guarantee = []
+    if failing:
+        same_guarantee = [
+            Variant("hand-written loop, timeout", _factory(_hand_with_timeout, failing=True))
+        ]
     return [
         baseline,
+        *same_guarantee,
         Variant("anyway.retry", _factory(_wrap_anyway, failing=failing), target=target),
         Variant("tenacity", _factory(_wrap_tenacity, failing=failing), peer=True),
         Variant("stamina", _factory(_wrap_stamina, failing=failing, library="stamina"), peer=True),
