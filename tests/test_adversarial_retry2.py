@@ -254,3 +254,29 @@ def test_random_wait_is_reproducible_with_a_seeded_random() -> None:
 def test_random_wait_refuses_bad_bounds(bounds: Any, error: type[Exception], match: str) -> None:
     with pytest.raises(error, match=match):
         anyway.random_wait(*bounds)
+
+
+class _Returns(random.Random):
+    def __init__(self, value: object) -> None:
+        super().__init__(0)
+        self.value = value
+
+    def uniform(self, a: float, b: float) -> Any:
+        return self.value
+
+
+@pytest.mark.parametrize("value", [100.0, 0.1, True], ids=["above", "below", "bool"])
+async def test_random_wait_refuses_a_draw_outside_its_bounds(clock: Clock, value: object) -> None:
+    """A user's uniform() that ignores its arguments would wait 100 s for a
+    random_wait(0.5, 2.0); the check said "between its arguments" but only
+    refused NaN, negative and infinite values (and named Backoff)."""
+    error = Transient("the real error")
+    wait = anyway.random_wait(0.5, 2.0, random=_Returns(value))
+    t0 = clock.now()
+    with pytest.raises(
+        ValueError, match=r"random=.* returned .* from uniform\(0\.5, 2\.0\)"
+    ) as info:
+        await retry(on=Transient, wait=wait).call(Flaky(error))
+    assert "Backoff" not in str(info.value)
+    assert info.value.__context__ is error
+    assert clock.now() - t0 == clock.approx(0)  # nothing waited
