@@ -43,14 +43,18 @@ def _checked_uniform(
     uniform: Callable[[float, float], object], source: object
 ) -> Callable[[float, float], float]:
     """A user's ``uniform(a, b)``, checked: a NaN, negative or infinite wait
-    would only fail later, in ``anyio.sleep``, far from its cause."""
+    would only fail later, in ``anyio.sleep``, far from its cause; one outside
+    ``[a, b]`` would silently wait the wrong time."""
 
     def checked(low: float, high: float) -> float:
         value = uniform(low, high)
-        if isinstance(value, (int, float)) and 0.0 <= value < math.inf:
-            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            # (random.uniform may round to a hair past an end)
+            slack = 1e-9 * max(1.0, abs(low), abs(high))
+            if low - slack <= value <= high + slack and 0.0 <= value < math.inf:
+                return value
         raise ValueError(
-            f"Backoff's random={short_repr(source, 60)} returned {short_repr(value, 60)} from"
+            f"random={short_repr(source, 60)} returned {short_repr(value, 60)} from"
             f" uniform({low!r}, {high!r}); it must return a finite number between its"
             " arguments, as random.Random(seed).uniform does"
         )

@@ -33,7 +33,7 @@ from ._retry_budget import RetryBudget
 from ._retry_loop import RetryLoop, announce_first
 from ._retry_notes import secs
 from ._retry_options import RetryOn, RetryOptions, Settings, TryAgain, WaitFn
-from ._retry_stats import current_stats
+from ._retry_stats import count_call, current_stats
 from ._util import call_async, check_async_function, name_of
 from ._validate import check_callable
 
@@ -155,12 +155,11 @@ class Retry:
         async def retried(*args: P.args, **kwargs: P.kwargs) -> T:
             if budget is not None:
                 budget.deposit()
-            stats = current_stats()
-            if stats is not None:
-                stats.calls += 1
-                stats.attempts += 1
             if before:
                 await announce_first(settings, name, function)
+            stats = current_stats()
+            if stats is not None:
+                count_call(stats)
             try:
                 result = await fn(*args, **kwargs)
             except BaseException as exc:
@@ -197,13 +196,12 @@ class Retry:
         budget = settings.budget
         if budget is not None:
             budget.deposit()
-        stats = current_stats()
-        if stats is not None:
-            stats.calls += 1
-            stats.attempts += 1
         if settings.before:
             function = name_of(fn)
             await announce_first(settings, settings.name or function, function)
+        stats = current_stats()
+        if stats is not None:
+            count_call(stats)
         try:
             result = await call_async("fn", fn, *args, **kwargs)
         except BaseException as exc:

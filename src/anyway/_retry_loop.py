@@ -12,6 +12,7 @@ gets the last real error, with a note (see :meth:`RetryLoop.cut`).
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 from collections.abc import Iterator
@@ -34,7 +35,7 @@ from ._events import (
 )
 from ._retry_notes import EarlierAttempts, link, plural, secs
 from ._retry_options import Settings
-from ._retry_stats import current_stats
+from ._retry_stats import count_attempt, count_wait, current_stats
 from ._util import is_control_flow
 
 __all__ = ["RetryLoop", "announce_first"]
@@ -73,7 +74,7 @@ async def announce(before: tuple[Hook, ...], event: RetryAttemptStarted) -> None
     hooks would get an event per call, the success path included)."""
     for hook in before:
         answer = hook(event)
-        if answer is not None:
+        if answer is not None and inspect.isawaitable(answer):  # as emit() does
             await answer
 
 
@@ -348,7 +349,7 @@ class RetryLoop:
         self.running = True
         stats = self.stats
         if stats is not None:
-            stats.attempts += 1
+            count_attempt(stats)
         return True
 
     async def announce(self, attempt: int) -> None:
@@ -368,7 +369,7 @@ class RetryLoop:
         self.waited += seconds
         stats = self.stats
         if stats is not None:
-            stats.waited += seconds
+            count_wait(stats, seconds)
 
     def _wait_cut(self) -> None:
         """A backoff wait was cut (cancelled, or the retry timeout): count

@@ -21,7 +21,14 @@ import anyio
 
 from ._retry_notes import secs
 
-__all__ = ["RetryStats", "current_stats", "retry_stats"]
+__all__ = [
+    "RetryStats",
+    "count_attempt",
+    "count_call",
+    "count_wait",
+    "current_stats",
+    "retry_stats",
+]
 
 #: The innermost open ``retry_stats()`` scope of this context, if any.
 _STATS: Final[ContextVar[RetryStats | None]] = ContextVar("anyway.retry_stats", default=None)
@@ -36,10 +43,12 @@ class RetryStats:
     ``calls``
         The calls of retry policies (:func:`anyway.retry` decorated
         functions, :meth:`anyway.Retry.call`, :func:`anyway.retrying` loops)
-        made in the block.
+        made in the block; a call counts once its first attempt starts.
     ``attempts``
         The attempts they started, the first ones included (``calls`` plus
-        the retries).
+        the retries). An attempt starts after its ``before=`` hooks ran: a
+        hook reading the counters sees the attempts before the one it
+        announces, and an attempt whose hook raised or was cut never counts.
     ``retries``
         ``attempts - calls``.
     ``waited``
@@ -51,7 +60,9 @@ class RetryStats:
 
     The counters are live: they can be read inside the block (e.g. in the
     retried function, where ``attempts`` is the number of the running
-    attempt for a single call). Only read them in the event loop.
+    attempt for a single call). They stop when the block ends, like
+    ``elapsed``: a task started in the block that outlives it (in an outer
+    task group) no longer counts into it. Only read them in the event loop.
     """
 
     __slots__ = ("_end", "_start", "attempts", "calls", "waited")
@@ -92,7 +103,7 @@ def retry_stats() -> Iterator[RetryStats]:
     The scope is a context variable: concurrent calls, each in its own
     ``with anyway.retry_stats()`` (in its own task), never see each other's
     numbers, unlike tenacity's shared ``fn.statistics``. Tasks started in the
-    block (a task group opened inside it) count into it too; an inner
+    block (a task group opened inside it) count into it too, until it ends; an inner
     ``retry_stats()`` block counts for itself only. See :class:`RetryStats`
     for the numbers. Use it inside the event loop.
     """
@@ -103,3 +114,22 @@ def retry_stats() -> Iterator[RetryStats]:
     finally:
         _STATS.reset(token)
         stats._end = anyio.current_time()
+
+
+def count_call(stats: RetryStats) -> None:
+    """A call's first attempt starts (its ``before=`` hooks have run)."""
+    if stats._end is None:
+        stats.calls += 1
+        stats.attempts += 1
+
+
+def count_attempt(stats: RetryStats) -> None:
+    """A later attempt starts (its ``before=`` hooks have run)."""
+    if stats._end is None:
+        stats.attempts += 1
+
+
+def count_wait(stats: RetryStats, seconds: float) -> None:
+    """*seconds* of backoff were waited."""
+    if stats._end is None:
+        stats.waited += seconds

@@ -21,7 +21,7 @@ from ._retry import Retry
 from ._retry_loop import RetryLoop
 from ._retry_notes import secs
 from ._retry_options import RetryOptions, Settings
-from ._retry_stats import current_stats
+from ._retry_stats import count_call, current_stats
 from ._util import short_repr
 
 __all__ = ["Attempt", "Attempts", "retrying"]
@@ -234,12 +234,11 @@ class Attempts(AsyncIterator[Attempt]):
             budget = loop.settings.budget
             if budget is not None:
                 budget.deposit()
-            stats = loop.stats = current_stats()  # the scope the loop starts in
-            if stats is not None:
-                stats.calls += 1
-                stats.attempts += 1
             if loop.settings.before:
                 await loop.announce(1)
+            stats = loop.stats = current_stats()  # the scope the loop starts in
+            if stats is not None:
+                count_call(stats)
         elif state == _CUT:
             self._state = _DONE
             await loop.cut()  # raises the last error, or returns: a rejected result
