@@ -129,12 +129,13 @@ class RetryGaveUp(PolicyEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RetryAttemptStarted(PolicyEvent):
-    """A retry begins: attempt number ``attempt`` (2 for the first retry)
-    starts now, after the backoff wait (tenacity's ``before``, stamina's
-    retry hooks). ``waited`` is the seconds this call spent in backoff waits
-    so far, ``function`` the retried callable's qualified name (``None`` for
-    a :func:`~anyway.retrying` block). The first attempt is not announced:
-    it is the call itself, and the success path emits nothing."""
+    """Attempt number ``attempt`` starts now: ``1`` for the call's first
+    attempt, later ones after their backoff wait (tenacity's ``before``,
+    stamina's retry hooks). Only the retry's ``before=`` hooks get it, never
+    the global hooks, and with no ``before=`` hook it is not built at all (the
+    success path emits nothing). ``waited`` is the seconds this call spent in
+    backoff waits so far, ``function`` the retried callable's qualified name
+    (``None`` for a :func:`~anyway.retrying` block)."""
 
     attempt: int
     waited: float = 0.0
