@@ -15,7 +15,7 @@ from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Any, Final, Generic, TypeVar, final
 
-from ._util import current_run, name_of, short_repr
+from ._util import current_run, is_async_function, name_of, short_repr
 from ._validate import check_callable, check_count
 
 __all__ = ["PerKey"]
@@ -64,7 +64,7 @@ class PerKey(Generic[T]):
                 f"factory is called with the key, got the class {factory.__qualname__};"
                 f" e.g. PerKey(lambda key: {factory.__qualname__}(...))"
             )
-        self._factory: Callable[[Any], T] = check_callable("factory", factory)
+        self._factory: Callable[[Any], T] = _check_factory(factory)
         self._max = (
             None
             if max_keys is None
@@ -152,14 +152,16 @@ class PerKey(Generic[T]):
 
 
 class _Limit:
-    """``PerKey.limit(key)``: enter the key's object, keeping the key meanwhile."""
+    """``PerKey.limit(key)``: enter the key's object, keeping the key meanwhile.
+    Holds no state of its own, so one may be entered by many tasks at once
+    (as a keyed limiter's ``limit(key)`` may): a key in use keeps its object,
+    so leaving finds the object that was entered."""
 
-    __slots__ = ("_cm", "_key", "_owner")
+    __slots__ = ("_key", "_owner")
 
     def __init__(self, owner: PerKey[AbstractAsyncContextManager[Any]], key: Hashable) -> None:
         self._owner = owner
         self._key = key
-        self._cm: AbstractAsyncContextManager[Any] | None = None
 
     async def __aenter__(self) -> Any:
         owner, key = self._owner, self._key
@@ -173,12 +175,10 @@ class _Limit:
         used = owner._used
         used[key] = used.get(key, 0) + 1
         try:
-            value = await cm.__aenter__()
+            return await cm.__aenter__()
         except BaseException:
             _release(used, key)
             raise
-        self._cm = cm
-        return value
 
     async def __aexit__(
         self,
@@ -186,13 +186,12 @@ class _Limit:
         exc_value: BaseException | None,
         traceback: TracebackType | None,
     ) -> bool | None:
-        cm = self._cm
-        assert cm is not None, "PerKey.limit(): __aexit__ without __aenter__"
-        self._cm = None
+        owner, key = self._owner, self._key
+        cm = owner._items[key]  # in use since __aenter__: neither dropped nor replaced
         try:
             return await cm.__aexit__(exc_type, exc_value, traceback)
         finally:
-            _release(self._owner._used, self._key)
+            _release(owner._used, key)
 
 
 def _release(used: dict[Hashable, int], key: Hashable) -> None:
@@ -201,3 +200,26 @@ def _release(used: dict[Hashable, int], key: Hashable) -> None:
         used[key] = left
     else:
         used.pop(key, None)
+
+
+def _check_factory(factory: object) -> Callable[[Any], Any]:
+    """*factory* must be a plain function called with one argument, the key."""
+    fix = "e.g. PerKey(lambda key: anyway.AdaptiveLimiter(name=key))"
+    check_callable("factory", factory)
+    if is_async_function(factory):
+        raise TypeError(
+            f"factory must be a plain function key -> object, got the async function"
+            f" {name_of(factory)} (its objects would be coroutines); {fix}"
+        )
+    try:
+        signature = inspect.signature(factory)  # type: ignore[arg-type]
+    except (TypeError, ValueError):  # some builtins have none: found out at first use
+        return factory  # type: ignore[return-value]
+    try:
+        signature.bind(None)
+    except TypeError:
+        raise TypeError(
+            f"factory is called with the key, but {name_of(factory)}{signature} cannot take"
+            f" one argument; {fix}"
+        ) from None
+    return factory  # type: ignore[return-value]
