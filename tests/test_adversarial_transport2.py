@@ -365,8 +365,7 @@ async def test_many_tasks_few_keys_never_share_a_key_between_two_limiters() -> N
         for n in range(60):
             tg.start_soon(use, n)
     assert most == 1
-    per_key["d"]  # dropping is lazy: when a key is made
-    assert list(per_key) == ["d"]
+    assert len(per_key) == 1  # keys kept while in use were dropped as they were left
 
 
 HEDGERS_AT_IMPORT: PerKey[Hedger] = PerKey(lambda host: Hedger(warmup=0))
@@ -375,8 +374,10 @@ BUDGET_AT_IMPORT = RetryBudget(ratio=1.0, min_per_second=0.0, window=1000.0)
 
 def test_objects_made_at_import_start_afresh_in_each_run() -> None:
     seen: list[tuple[int, bool]] = []
+    keys: list[list[object]] = []
 
     async def use() -> None:
+        keys.append(list(HEDGERS_AT_IMPORT))  # the last run's keys are forgotten
         transport = ResilientTransport(
             httpx.MockTransport(lambda r: httpx.Response(200)), hedger=HEDGERS_AT_IMPORT
         )
@@ -391,6 +392,7 @@ def test_objects_made_at_import_start_afresh_in_each_run() -> None:
     for backend, options in backends() * 2:
         anyio.run(use, backend=backend, backend_options=options)
     assert seen == [(3, False)] * 2 * len(backends())
+    assert keys == [[]] * 2 * len(backends())
 
 
 # --- a real server ---------------------------------------------------------------
@@ -409,7 +411,14 @@ async def test_a_hedged_request_at_its_deadline_raises_it_and_leaks_nothing(
             await client.get(server.url("/slow", key=key, delay=0.3))
         assert server.count(key) == 5  # both copies were sent
         assert (await client.get(server.url("/ok", key=key))).status_code == 200
+        # Both copies' connections were closed; one is idle in the pool.
+        assert await connections(server, baseline + 1) == baseline + 1
+    assert await connections(server, baseline) == baseline
+
+
+async def connections(server: RealServer, count: int) -> int:
+    """The server's open connections, once they are *count* (or after 2 s)."""
     with anyio.move_on_after(2.0):
-        while server.open_connections != baseline:
+        while server.open_connections != count:
             await anyio.sleep(0.005)
-    assert server.open_connections == baseline
+    return server.open_connections

@@ -148,7 +148,9 @@ class ResilientTransport(httpx.AsyncBaseTransport):
         loop then judges it), the losers are cancelled and their responses
         closed before the attempt returns, and the breaker counts the
         attempt once. When every copy fails, the first copy's error is
-        raised (with a note per other copy's error).
+        raised (with a note per other copy's error). A copy's error that is
+        not an ``httpx.TransportError`` or an :class:`anyway.Rejected` (a
+        bug) ends the attempt at once and is raised, as without hedging.
     *breaker*
         A :class:`anyway.CircuitBreaker` used as a template: each host gets
         its own breaker with the same settings (named ``"<name>:<host>"``).

@@ -24,6 +24,8 @@ T = TypeVar("T")
 
 #: How many keys in use an eviction steps over before it gives up for now.
 _SKIP: Final = 8
+#: No key (for an eviction that keeps none in particular).
+_NO_KEY: Final = object()
 
 
 @final
@@ -177,7 +179,7 @@ class _Limit:
         try:
             return await cm.__aenter__()
         except BaseException:
-            _release(used, key)
+            _release(owner, key)
             raise
 
     async def __aexit__(
@@ -191,15 +193,21 @@ class _Limit:
         try:
             return await cm.__aexit__(exc_type, exc_value, traceback)
         finally:
-            _release(owner._used, key)
+            _release(owner, key)
 
 
-def _release(used: dict[Hashable, int], key: Hashable) -> None:
+def _release(owner: PerKey[Any], key: Hashable) -> None:
+    """A call left *key*'s object; the last one out lets the bound apply again
+    (keys kept over it while in use are dropped now, not at the next new key)."""
+    used = owner._used
     left = used.get(key, 0) - 1
     if left > 0:
         used[key] = left
-    else:
-        used.pop(key, None)
+        return
+    used.pop(key, None)
+    bound = owner._max
+    if bound is not None and len(owner._items) > bound:
+        owner._evict(_NO_KEY)
 
 
 def _check_factory(factory: object) -> Callable[[Any], Any]:
