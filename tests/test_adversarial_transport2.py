@@ -290,14 +290,32 @@ async def test_a_breaker_hook_raising_closes_the_hedged_response(clock: Any) -> 
 # --- PerKey --------------------------------------------------------------------------
 
 
-def test_a_factory_that_cannot_take_the_key_is_refused_at_construction() -> None:
-    with pytest.raises(TypeError, match=r"<lambda>\(\) cannot take one argument; e\.g\. PerKey"):
-        PerKey(lambda: Hedger())  # type: ignore[arg-type,misc]
-    with pytest.raises(TypeError, match="cannot take one argument"):
-        PerKey(functools.partial(Hedger, quantile=0.5))  # keyword-only: Hedger(key) fails
-    PerKey(lambda key, *, extra=1: key)
-    PerKey(lambda *keys: keys)
+async def _async_host(host: str) -> Hedger:
+    return Hedger()  # pragma: no cover
+
+
+def _make(option: str, fn: Any) -> object:
+    if option == "factory":
+        return PerKey(fn)
+    return ResilientTransport(httpx.MockTransport(lambda r: httpx.Response(200)), **{option: fn})
+
+
+@pytest.mark.parametrize("option", ["factory", "hedger", "limiter", "breaker", "key"])
+def test_a_function_that_cannot_take_its_argument_is_refused_at_construction(option: str) -> None:
+    # Was accepted, then every request failed ("<lambda>() takes 0 positional
+    # arguments"), or with an async def, "coroutine was never awaited".
+    with pytest.raises(TypeError, match=rf"^{option} is called with the .*<lambda>\(\).*e\.g\. "):
+        _make(option, lambda: None)
+    with pytest.raises(TypeError, match=rf"^{option} must be a plain .*got the async function"):
+        _make(option, _async_host)
+    _make(option, lambda arg, *, extra=1: None)  # one argument is all it takes
+    _make(option, lambda *args: None)
+
+
+def test_a_factory_without_a_signature_or_with_keyword_only_options() -> None:
     assert PerKey(repr)["a"] == "'a'"
+    with pytest.raises(TypeError, match="cannot take it as its one argument"):
+        PerKey(functools.partial(Hedger, quantile=0.5))  # Hedger(key) would fail
 
 
 async def test_a_factory_error_propagates_and_stores_nothing() -> None:

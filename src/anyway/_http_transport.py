@@ -32,7 +32,7 @@ from ._http_policy import (
     Policy,
 )
 from ._util import call_async, short_repr, yield_to_deadline
-from ._validate import ExceptionFilter, check_callable
+from ._validate import ExceptionFilter, check_sync_function
 
 __all__ = ["ResilientTransport"]
 
@@ -218,7 +218,9 @@ class ResilientTransport(httpx.AsyncBaseTransport):
         self._plain = (
             self._limit_for is None and not self._breakers.enabled and self._hedger_for is None
         )
-        self._key = check_callable("key", key)
+        self._key = check_sync_function(
+            "key", key, argument="the request", example="key=lambda request: request.url.host"
+        )
         # Last, so that bad arguments do not leave a connection pool behind.
         self._transport = httpx.AsyncHTTPTransport() if transport is None else transport
 

@@ -15,8 +15,8 @@ from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Any, Final, Generic, TypeVar, final
 
-from ._util import current_run, is_async_function, name_of, short_repr
-from ._validate import check_callable, check_count
+from ._util import current_run, name_of, short_repr
+from ._validate import check_count, check_sync_function
 
 __all__ = ["PerKey"]
 
@@ -24,6 +24,7 @@ T = TypeVar("T")
 
 #: How many keys in use an eviction steps over before it gives up for now.
 _SKIP: Final = 8
+_FACTORY_EXAMPLE: Final = "PerKey(lambda key: anyway.AdaptiveLimiter(name=key))"
 #: No key (for an eviction that keeps none in particular).
 _NO_KEY: Final = object()
 
@@ -66,7 +67,9 @@ class PerKey(Generic[T]):
                 f"factory is called with the key, got the class {factory.__qualname__};"
                 f" e.g. PerKey(lambda key: {factory.__qualname__}(...))"
             )
-        self._factory: Callable[[Any], T] = _check_factory(factory)
+        self._factory: Callable[[Any], T] = check_sync_function(
+            "factory", factory, argument="the key", example=_FACTORY_EXAMPLE
+        )
         self._max = (
             None
             if max_keys is None
@@ -208,26 +211,3 @@ def _release(owner: PerKey[Any], key: Hashable) -> None:
     bound = owner._max
     if bound is not None and len(owner._items) > bound:
         owner._evict(_NO_KEY)
-
-
-def _check_factory(factory: object) -> Callable[[Any], Any]:
-    """*factory* must be a plain function called with one argument, the key."""
-    fix = "e.g. PerKey(lambda key: anyway.AdaptiveLimiter(name=key))"
-    check_callable("factory", factory)
-    if is_async_function(factory):
-        raise TypeError(
-            f"factory must be a plain function key -> object, got the async function"
-            f" {name_of(factory)} (its objects would be coroutines); {fix}"
-        )
-    try:
-        signature = inspect.signature(factory)  # type: ignore[arg-type]
-    except (TypeError, ValueError):  # some builtins have none: found out at first use
-        return factory  # type: ignore[return-value]
-    try:
-        signature.bind(None)
-    except TypeError:
-        raise TypeError(
-            f"factory is called with the key, but {name_of(factory)}{signature} cannot take"
-            f" one argument; {fix}"
-        ) from None
-    return factory  # type: ignore[return-value]
