@@ -107,13 +107,14 @@ class Bug(Exception):
 class FailingSecondEntry:
     """A limiter shared by every host whose fifth entry (the hedged copy) fails."""
 
-    def __init__(self) -> None:
+    def __init__(self, error: Exception) -> None:
+        self.error = error
         self.entries = 0
 
     async def __aenter__(self) -> None:
         self.entries += 1
         if self.entries == 5:
-            raise Bug("limiter bug")
+            raise self.error
 
     async def __aexit__(self, *exc_info: object) -> None:
         pass
@@ -125,7 +126,7 @@ async def test_a_bug_in_a_losing_copy_is_raised_not_dropped(clock: Any, where: s
     # hedging the bug propagates; hedged, it was dropped when copy 1 won.
     errors: dict[int, Exception] = {5: Bug("transport bug")} if where == "transport" else {}
     host = Host([1.0, 1.0, 1.0, 3.0, 0.0], errors=errors)
-    limiter = FailingSecondEntry() if where == "limiter" else None
+    limiter = FailingSecondEntry(Bug("limiter bug")) if where == "limiter" else None
     transport = ResilientTransport(host.transport, hedger=hedgers(), limiter=limiter)
     async with httpx.AsyncClient(transport=transport) as client:
         await warm_up(client)
@@ -135,6 +136,21 @@ async def test_a_bug_in_a_losing_copy_is_raised_not_dropped(clock: Any, where: s
     assert clock.now() - start == clock.approx(1.0)  # at once: copy 1 was cancelled
     assert "Hedger copy #2" in caught.value.__notes__
     assert host.all_closed(), str(host.log)
+
+
+async def test_a_copy_refused_by_its_limiter_lets_the_other_copy_win(clock: Any) -> None:
+    # A limiter refusing one copy (anyway.Rejected) is a failure on the way,
+    # like a transport error: not a bug that ends the attempt.
+    host = Host([1.0, 1.0, 1.0, 3.0])
+    limiter = FailingSecondEntry(anyway.Rejected("no room for a copy", retry_after=1.0))
+    transport = ResilientTransport(host.transport, hedger=hedgers(), limiter=limiter)
+    async with httpx.AsyncClient(transport=transport) as client:
+        await warm_up(client)
+        start = clock.now()
+        response = await client.get("http://a/")
+    assert response.status_code == 200
+    assert clock.now() - start == clock.approx(3.0)
+    assert host.sent == 4
 
 
 async def test_every_copy_failing_differently_keeps_every_error(clock: Any) -> None:
@@ -388,6 +404,22 @@ async def test_many_tasks_few_keys_never_share_a_key_between_two_limiters() -> N
 
 HEDGERS_AT_IMPORT: PerKey[Hedger] = PerKey(lambda host: Hedger(warmup=0))
 BUDGET_AT_IMPORT = RetryBudget(ratio=1.0, min_per_second=0.0, window=1000.0)
+DOWN = {"a": False}
+
+
+def _answer(request: httpx.Request) -> httpx.Response:
+    if DOWN["a"]:
+        raise httpx.ConnectError("down", request=request)
+    return httpx.Response(200)
+
+
+TRANSPORT_AT_IMPORT = ResilientTransport(
+    httpx.MockTransport(_answer),
+    attempts=1,
+    hedger=HEDGERS_AT_IMPORT,
+    limiter=PerKey(lambda host: AdaptiveLimiter(initial=1, name=host)),
+    breaker=CircuitBreaker(failure_threshold=1, recovery_time=1000.0),
+)
 
 
 def test_objects_made_at_import_start_afresh_in_each_run() -> None:
@@ -396,11 +428,14 @@ def test_objects_made_at_import_start_afresh_in_each_run() -> None:
 
     async def use() -> None:
         keys.append(list(HEDGERS_AT_IMPORT))  # the last run's keys are forgotten
-        transport = ResilientTransport(
-            httpx.MockTransport(lambda r: httpx.Response(200)), hedger=HEDGERS_AT_IMPORT
-        )
-        async with httpx.AsyncClient(transport=transport) as client:
-            for _ in range(3):
+        async with httpx.AsyncClient(transport=TRANSPORT_AT_IMPORT) as client:
+            for _ in range(3):  # the last run opened the circuit: forgotten too
+                await client.get("http://a/")
+            DOWN["a"] = True
+            with pytest.raises(httpx.ConnectError):
+                await client.get("http://a/")  # opens the circuit
+            DOWN["a"] = False
+            with pytest.raises(anyway.CircuitOpen):
                 await client.get("http://a/")
         # Each run: its own hedger, and a budget that forgot the last run's calls.
         seen.append((HEDGERS_AT_IMPORT["a"].statistics().calls, BUDGET_AT_IMPORT.try_withdraw()))
@@ -409,7 +444,7 @@ def test_objects_made_at_import_start_afresh_in_each_run() -> None:
 
     for backend, options in backends() * 2:
         anyio.run(use, backend=backend, backend_options=options)
-    assert seen == [(3, False)] * 2 * len(backends())
+    assert seen == [(4, False)] * 2 * len(backends())
     assert keys == [[]] * 2 * len(backends())
 
 
