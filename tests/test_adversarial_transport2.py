@@ -138,6 +138,17 @@ async def test_a_bug_in_a_losing_copy_is_raised_not_dropped(clock: Any, where: s
     assert host.all_closed(), str(host.log)
 
 
+async def test_a_bug_after_another_copy_failed_keeps_that_error(clock: Any) -> None:
+    # Copy 1 fails at 0.5 s and is replaced at once by copy 2, which hits a bug.
+    host = Host([1.0, 1.0, 1.0, 0.5, 0.0], errors={4: httpx.ReadError("read"), 5: Bug("bug")})
+    transport = ResilientTransport(host.transport, hedger=hedgers(), attempts=1)
+    async with httpx.AsyncClient(transport=transport) as client:
+        await warm_up(client)
+        with pytest.raises(Bug) as caught:
+            await client.get("http://a/")
+    assert caught.value.__notes__[-1] == "another hedged copy also failed: ReadError('read')"
+
+
 async def test_a_copy_refused_by_its_limiter_lets_the_other_copy_win(clock: Any) -> None:
     # A limiter refusing one copy (anyway.Rejected) is a failure on the way,
     # like a transport error: not a bug that ends the attempt.

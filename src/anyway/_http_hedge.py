@@ -44,38 +44,39 @@ async def send_hedged(
     cancelled, and is raised as itself, as it would be without hedging: it
     is never dropped because another copy answered."""
     got: list[httpx.Response] = []
-    bugs: list[Exception] = []
+    errors: list[Exception] = []  # every copy's error, in the order they failed
+    bug: Exception | None = None  # the first error that is not a failure on the way
     scope = anyio.CancelScope()
 
     async def copy() -> httpx.Response:
+        nonlocal bug
         try:
             response = await send()
         except Exception as exc:
-            if not isinstance(exc, _RACED) and not bugs:
-                bugs.append(exc)
+            errors.append(exc)
+            if bug is None and not isinstance(exc, _RACED):
+                bug = exc
                 scope.cancel()  # the other copies: this attempt is over
             raise
         got.append(response)  # no checkpoint in between: never lost
         return response
 
     winner: httpx.Response | None = None
-    failed: BaseExceptionGroup[Exception] | None = None
     try:
         with scope:
             winner = await hedger(copy)
-    except ExceptionGroup as group:  # every copy failed (errors as anyway.hedge)
-        failed = group
+    except ExceptionGroup:  # every copy failed: their errors are in `errors`
+        pass
     finally:
         for response in got:
-            if response is not winner or bugs:
+            if response is not winner or bug is not None:
                 await close_response(response)
-    if bugs:
-        raise bugs.pop()
-    if failed is None:
-        assert winner is not None
+    if winner is not None and bug is None:
         return winner
-    first, *others = failed.exceptions
-    for other in others:
-        first.add_note(f"another hedged copy also failed: {other!r}")
-    del failed, others
+    first = errors[0] if bug is None else bug
+    for other in errors:
+        if other is not first:
+            first.add_note(f"another hedged copy also failed: {other!r}")
+    errors.clear()  # no cycle through this frame
+    bug = None
     raise first
