@@ -90,7 +90,9 @@ def test_misuse_is_refused_with_the_fix() -> None:
     async def make(key: str) -> Thing:
         return Thing(key)
 
-    per_key = PerKey(make)
+    with pytest.raises(TypeError, match="got the async function"):
+        PerKey(make)
+    per_key = PerKey(lambda key: make(key))
     with pytest.raises(TypeError, match="returned a coroutine"):
         per_key["a"]
     assert len(per_key) == 0

@@ -17,7 +17,7 @@ import httpx
 
 from . import CircuitBreaker, CircuitState, Hedger, PerKey
 from ._util import short_repr
-from ._validate import check_callable, check_count
+from ._validate import check_count, check_sync_function
 
 __all__ = [
     "BreakerArg",
@@ -104,7 +104,12 @@ def limiter_resolver(
 
         return shared_limit
     if callable(limiter) and not isinstance(limiter, type):
-        return check_callable(name, limiter)
+        return check_sync_function(
+            name,
+            limiter,
+            argument="the host",
+            example=f"{name}=lambda host: api_limiter if host == 'api.example.com' else None",
+        )
     raise TypeError(
         f"{name} must be a keyed limiter with .limit(host) (e.g. anyway.KeyedRateLimiter),"
         " an async context manager shared by every host (e.g. anyway.RateLimiter) or a"
@@ -147,7 +152,9 @@ def hedger_resolver(hedger: object) -> Callable[[str], Hedger | None] | None:
             f"hedger must be a PerKey of Hedgers or a function host -> Hedger | None: {fix};"
             f" got {short_repr(hedger, 80)} ({type(hedger).__name__})"
         )
-    make = check_callable("hedger", hedger)
+    make = check_sync_function(
+        "hedger", hedger, argument="the host", example="hedger=lambda host: shared_hedger"
+    )
 
     def checked(key: str) -> Hedger | None:
         found = make(key)
@@ -212,7 +219,12 @@ class HostBreakers:
         elif isinstance(breaker, Mapping):
             self._mapping = breaker
         elif breaker is not None:
-            self._make = check_callable("breaker", breaker)
+            self._make = check_sync_function(
+                "breaker",
+                breaker,
+                argument="the host",
+                example="breaker=lambda host: anyway.CircuitBreaker(name=host)",
+            )
         self._hosts: dict[str, Host] = {}
         self._max = (
             None

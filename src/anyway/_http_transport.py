@@ -31,8 +31,8 @@ from ._http_policy import (
     RETRY_ERRORS,
     Policy,
 )
-from ._util import short_repr, yield_to_deadline
-from ._validate import ExceptionFilter, check_callable
+from ._util import call_async, short_repr, yield_to_deadline
+from ._validate import ExceptionFilter, check_sync_function
 
 __all__ = ["ResilientTransport"]
 
@@ -45,6 +45,9 @@ _TIMEOUT_KINDS: Final[dict[type[BaseException], str]] = {
     httpx.WriteTimeout: "write",
     httpx.PoolTimeout: "pool",
 }
+
+#: Where a wrapped transport's sync ``handle_async_request`` is reported.
+_SEND: Final = "transport.handle_async_request"
 
 _SYNC_CLIENT: Final = (
     "ResilientTransport is an async transport: use it with httpx.AsyncClient"
@@ -145,7 +148,9 @@ class ResilientTransport(httpx.AsyncBaseTransport):
         loop then judges it), the losers are cancelled and their responses
         closed before the attempt returns, and the breaker counts the
         attempt once. When every copy fails, the first copy's error is
-        raised (with a note per other copy's error).
+        raised (with a note per other copy's error). A copy's error that is
+        not an ``httpx.TransportError`` or an :class:`anyway.Rejected` (a
+        bug) ends the attempt at once and is raised, as without hedging.
     *breaker*
         A :class:`anyway.CircuitBreaker` used as a template: each host gets
         its own breaker with the same settings (named ``"<name>:<host>"``).
@@ -213,7 +218,9 @@ class ResilientTransport(httpx.AsyncBaseTransport):
         self._plain = (
             self._limit_for is None and not self._breakers.enabled and self._hedger_for is None
         )
-        self._key = check_callable("key", key)
+        self._key = check_sync_function(
+            "key", key, argument="the request", example="key=lambda request: request.url.host"
+        )
         # Last, so that bad arguments do not leave a connection pool behind.
         self._transport = httpx.AsyncHTTPTransport() if transport is None else transport
 
@@ -305,7 +312,7 @@ class ResilientTransport(httpx.AsyncBaseTransport):
         wrapped transport."""
         send = self._transport.handle_async_request
         if self._plain:
-            return await send(request)
+            return await call_async(_SEND, send, request)
         key = self._key(request)
         hedger = None
         if self._hedger_for is not None and policy.replayable(request):
@@ -316,7 +323,7 @@ class ResilientTransport(httpx.AsyncBaseTransport):
         breaker, host = self._breakers.lookup(key)
         if breaker is None:
             if limit is None and hedger is None:
-                return await send(request)
+                return await call_async(_SEND, send, request)
             host = None
         elif host is not None:
             # In flight: a sweep leaves this host's breaker alone.
@@ -328,10 +335,10 @@ class ResilientTransport(httpx.AsyncBaseTransport):
                 if hedger is not None:
                     response = await send_hedged(hedger, _Copy(self, key, request))
                 elif limit is None:
-                    response = await send(request)
+                    response = await call_async(_SEND, send, request)
                 else:
                     async with limit:
-                        response = await send(request)
+                        response = await call_async(_SEND, send, request)
                 if breaker is not None and policy.counts_as_failure(response):
                     # Counted as a failure; the response itself goes on.
                     raise _StatusFailure(
@@ -377,11 +384,11 @@ class _Copy:
         limit_for = transport._limit_for
         limit = limit_for(self._key) if limit_for is not None else None
         if limit is None:
-            return await send(self._request)
+            return await call_async(_SEND, send, self._request)
         response: httpx.Response | None = None
         try:
             async with limit:
-                response = await send(self._request)
+                response = await call_async(_SEND, send, self._request)
         except BaseException:
             if response is not None:  # leaving the limiter failed: nobody gets it
                 await close_response(response)

@@ -16,7 +16,7 @@ from types import TracebackType
 from typing import Any, Final, Generic, TypeVar, final
 
 from ._util import current_run, name_of, short_repr
-from ._validate import check_callable, check_count
+from ._validate import check_count, check_sync_function
 
 __all__ = ["PerKey"]
 
@@ -24,6 +24,9 @@ T = TypeVar("T")
 
 #: How many keys in use an eviction steps over before it gives up for now.
 _SKIP: Final = 8
+_FACTORY_EXAMPLE: Final = "PerKey(lambda key: anyway.AdaptiveLimiter(name=key))"
+#: No key (for an eviction that keeps none in particular).
+_NO_KEY: Final = object()
 
 
 @final
@@ -64,7 +67,9 @@ class PerKey(Generic[T]):
                 f"factory is called with the key, got the class {factory.__qualname__};"
                 f" e.g. PerKey(lambda key: {factory.__qualname__}(...))"
             )
-        self._factory: Callable[[Any], T] = check_callable("factory", factory)
+        self._factory: Callable[[Any], T] = check_sync_function(
+            "factory", factory, argument="the key", example=_FACTORY_EXAMPLE
+        )
         self._max = (
             None
             if max_keys is None
@@ -152,14 +157,16 @@ class PerKey(Generic[T]):
 
 
 class _Limit:
-    """``PerKey.limit(key)``: enter the key's object, keeping the key meanwhile."""
+    """``PerKey.limit(key)``: enter the key's object, keeping the key meanwhile.
+    Holds no state of its own, so one may be entered by many tasks at once
+    (as a keyed limiter's ``limit(key)`` may): a key in use keeps its object,
+    so leaving finds the object that was entered."""
 
-    __slots__ = ("_cm", "_key", "_owner")
+    __slots__ = ("_key", "_owner")
 
     def __init__(self, owner: PerKey[AbstractAsyncContextManager[Any]], key: Hashable) -> None:
         self._owner = owner
         self._key = key
-        self._cm: AbstractAsyncContextManager[Any] | None = None
 
     async def __aenter__(self) -> Any:
         owner, key = self._owner, self._key
@@ -173,12 +180,10 @@ class _Limit:
         used = owner._used
         used[key] = used.get(key, 0) + 1
         try:
-            value = await cm.__aenter__()
+            return await cm.__aenter__()
         except BaseException:
-            _release(used, key)
+            _release(owner, key)
             raise
-        self._cm = cm
-        return value
 
     async def __aexit__(
         self,
@@ -186,18 +191,23 @@ class _Limit:
         exc_value: BaseException | None,
         traceback: TracebackType | None,
     ) -> bool | None:
-        cm = self._cm
-        assert cm is not None, "PerKey.limit(): __aexit__ without __aenter__"
-        self._cm = None
+        owner, key = self._owner, self._key
+        cm = owner._items[key]  # in use since __aenter__: neither dropped nor replaced
         try:
             return await cm.__aexit__(exc_type, exc_value, traceback)
         finally:
-            _release(self._owner._used, self._key)
+            _release(owner, key)
 
 
-def _release(used: dict[Hashable, int], key: Hashable) -> None:
+def _release(owner: PerKey[Any], key: Hashable) -> None:
+    """A call left *key*'s object; the last one out lets the bound apply again
+    (keys kept over it while in use are dropped now, not at the next new key)."""
+    used = owner._used
     left = used.get(key, 0) - 1
     if left > 0:
         used[key] = left
-    else:
-        used.pop(key, None)
+        return
+    used.pop(key, None)
+    bound = owner._max
+    if bound is not None and len(owner._items) > bound:
+        owner._evict(_NO_KEY)

@@ -38,7 +38,10 @@ class RetryBudget:
     Share one budget between all the policies that call the same dependency,
     within one event loop; time comes from :func:`anyio.current_time`. Used
     from a new event loop (a later :func:`anyio.run`), a budget starts afresh
-    there, as if newly created (its calls and retries were another loop's).
+    there, as if newly created (its calls and retries were another loop's),
+    except that the new loop's first calls, up to 15, made before the budget
+    first reads the clock there may go uncounted (the safe side: never a
+    retry paid for by another loop's calls).
     Memory is constant (ten time slices). On the success path a budget adds
     about 0.1 us per call (it reads the clock once every 16 calls).
     """

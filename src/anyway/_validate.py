@@ -9,6 +9,8 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any, TypeAlias
 
+from ._util import is_async_function, name_of
+
 __all__ = [
     "ExceptionFilter",
     "check_async_cm",
@@ -17,6 +19,7 @@ __all__ = [
     "check_exception_filter",
     "check_number",
     "check_seconds",
+    "check_sync_function",
 ]
 
 ExceptionFilter: TypeAlias = (
@@ -149,3 +152,30 @@ def check_async_cm(name: str, value: object, example: str) -> AbstractAsyncConte
             f"{name} must be an async context manager such as {example}, got {value!r}{hint}"
         )
     return value  # type: ignore[return-value]
+
+
+def check_sync_function(
+    name: str, fn: object, *, argument: str, example: str
+) -> Callable[..., Any]:
+    """*fn* must be a plain (sync) function that can be called with one
+    positional argument, *argument* (e.g. ``"the host"``): an ``async def``,
+    or a function taking no argument, fails here rather than at its first
+    call. *example* is the fix (``"limiter=lambda host: ..."``)."""
+    check_callable(name, fn)
+    if is_async_function(fn):
+        raise TypeError(
+            f"{name} must be a plain function called with {argument}, got the async function"
+            f" {name_of(fn)} (it is called without await); e.g. {example}"
+        )
+    try:
+        signature = inspect.signature(fn)  # type: ignore[arg-type]
+    except (TypeError, ValueError):  # some builtins have none: found out at the first call
+        return fn  # type: ignore[return-value]
+    try:
+        signature.bind(None)
+    except TypeError:
+        raise TypeError(
+            f"{name} is called with {argument}, but {name_of(fn)}{signature} cannot take it"
+            f" as its one argument; e.g. {example}"
+        ) from None
+    return fn  # type: ignore[return-value]
