@@ -291,9 +291,11 @@ async def cancel_at(
 @pytest.mark.parametrize(
     ("where", "at", "calls", "refunded"),
     [
-        ("the first attempt", 0.5, 1, True),  # nothing withdrawn yet
-        ("the wait", 1.5, 1, True),  # attempt 0-1, wait 1-3
-        ("a later attempt", 3.5, 2, False),  # the retry happened: its withdrawal stays
+        # (seconds of margin on each side: uvloop runs on accelerated real time,
+        # where 1 s is 20 ms and a loaded machine may stall a few ms)
+        ("the first attempt", 2, 1, True),  # nothing withdrawn yet
+        ("the wait", 8, 1, True),  # attempt 0-4, wait 4-12
+        ("a later attempt", 14, 2, False),  # the retry happened: its withdrawal stays
     ],
 )
 async def test_cancelled_during(
@@ -306,8 +308,8 @@ async def test_cancelled_during(
     refunded: bool,
 ) -> None:
     budget = RetryBudget(ratio=1, min_per_second=0.1, window=100)  # reserve: 10
-    fn = Timed(1.0)
-    policy = retry(on=BaseException, budget=budget, backoff=Backoff(initial=2, jitter=None))
+    fn = Timed(4.0)
+    policy = retry(on=BaseException, budget=budget, backoff=Backoff(initial=8, jitter=None))
     scope = await cancel_at(at, driver, policy, fn)
     assert scope.cancelled_caught  # the cancellation propagated to its scope
     assert clock.now() == clock.approx(at)
