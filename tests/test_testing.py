@@ -397,6 +397,36 @@ def test_accelerated_uvloop_timers_fire_in_order_and_never_early() -> None:
     assert all(at >= due for _, due, at in fired)
 
 
+def test_accelerated_uvloop_a_timer_registered_late_keeps_its_place() -> None:
+    """A timer registered after its due time (the loop was held up) must still
+    fire before a timer due after it. uvloop turns a zero delay into
+    ``call_soon``, whose callback then waits for the next round of ready
+    callbacks, while the later timer fires in this round's timer phase: a
+    sleeper woken through a future (two hops) then arrived after a later one
+    (the rate limiter's FIFO test saw 'big' overtake 'b' under load)."""
+    factory = accelerated_uvloop_factory(20)
+
+    async def main() -> list[str]:
+        loop = asyncio.get_running_loop()
+        fired: list[str] = []
+        done = anyio.Event()
+        start = loop.time()  # libuv's cached millisecond, as a sleep reads it
+
+        def wake(name: str) -> None:  # a timer that wakes a task: one more hop
+            loop.call_soon(fired.append, name)
+
+        time.sleep(0.003)  # noqa: ASYNC251 - held up: "early" is past due when registered
+        loop.call_at(start + 0.02, wake, "early")  # due 1 ms (real) after start
+        loop.call_at(start + 0.1, wake, "late")  # due 5 ms after start
+        time.sleep(0.004)  # noqa: ASYNC251 - "late" is due too by the end of this round
+        loop.call_at(loop.time() + 0.5, done.set)
+        await done.wait()
+        return fired
+
+    fired = anyio.run(main, backend="asyncio", backend_options={"loop_factory": factory})
+    assert fired == ["early", "late"]
+
+
 @pytest.mark.parametrize("backend", VIRTUAL)
 def test_virtual_time_far_from_zero_keeps_moving(backend: str) -> None:
     """At 1e9 s, adding asyncio's 1 ns clock resolution no longer changes a

@@ -219,15 +219,16 @@ class Retry:
         else:
             if settings.result_check is None:
                 return result
-            function = name_of(fn)
-            name = settings.name or function
-            loop = (
-                await _after_result_async(settings, name, result, function)
+            verdict = (
+                await settings.result_verdict_async(result)
                 if settings.awaits
-                else _after_result(settings, name, result, function)
+                else settings.result_verdict(result)
             )
-            if loop is None:
+            if verdict is False:  # accepted: no name is built on the success path
                 return result
+            function = name_of(fn)
+            loop = RetryLoop(settings, settings.name or function, function)
+            loop.fail(None, result, verdict)
         # Outside the except block, so later errors are not chained to the
         # first; the loop owns the error now (no frame <-> traceback cycle).
         retrying = _retry(fn, args, kwargs, loop)

@@ -164,7 +164,9 @@ def accelerated_uvloop_factory(speedup: float) -> Callable[[], asyncio.AbstractE
     multiplied by *speedup*, and ``call_at``/``call_later`` divide delays by
     it, so a 1 s timeout fires after ``1/speedup`` real seconds. A timer fires
     on the first millisecond at which ``time()`` has reached its due time,
-    never earlier, and timers fire in the order they are due. Timers still
+    never earlier, and timers fire in the order they are due (one registered
+    after its due time fires on the next millisecond, after the timers already
+    due). Timers still
     come from libuv on real time (real scheduling jitter), so durations are
     approximate, and time moves in steps of ``speedup`` milliseconds.
     """
@@ -225,7 +227,11 @@ def accelerated_uvloop_factory(speedup: float) -> Callable[[], asyncio.AbstractE
             # The first libuv millisecond at which time() >= when (found with
             # time()'s own arithmetic, so that the two agree to the last bit).
             # libuv measures the delay from the moment the timer starts: if its
-            # clock ticked since we read it, start the timer again.
+            # clock ticked since we read it, start the timer again. A timer
+            # already due gets the next millisecond, never a zero delay: uvloop
+            # turns that into call_soon, whose callback would run a round of
+            # ready callbacks after the timers already due (and before them,
+            # once those wake their tasks through a future).
             due_ms = self._anyway_origin_ms + math.ceil(when * 1e3 / self._anyway_speedup)
             while self._at(due_ms - 1) >= when:
                 due_ms -= 1
@@ -234,7 +240,7 @@ def accelerated_uvloop_factory(speedup: float) -> Callable[[], asyncio.AbstractE
             while True:
                 now_ms = self._libuv_ms()
                 handle: asyncio.TimerHandle = uvloop.Loop.call_later(
-                    self, max(0, due_ms - now_ms) / 1e3, callback, *args, context=context
+                    self, max(1, due_ms - now_ms) / 1e3, callback, *args, context=context
                 )
                 if due_ms <= now_ms or round(handle.when() * 1e3) <= due_ms:
                     return handle
