@@ -64,7 +64,7 @@ def anyio_backend(request: pytest.FixtureRequest) -> object:
 
 @pytest.fixture(autouse=True)
 def _no_gc_pause_on_real_time(request: pytest.FixtureRequest) -> Iterator[None]:
-    """On accelerated real time (uvloop: 1 s of clock time is 20 ms) a full
+    """On accelerated real time (uvloop: 1 s of clock time is 50 ms) a full
     garbage collection, tens of ms on a loaded machine, looks like seconds:
     the collector waits until the test is over."""
     if "anyio_backend" not in request.fixturenames or is_virtual(

@@ -292,7 +292,7 @@ async def cancel_at(
     ("where", "at", "calls", "refunded"),
     [
         # (seconds of margin on each side: uvloop runs on accelerated real time,
-        # where 1 s is 20 ms and a loaded machine may stall a few ms)
+        # where 1 s is 50 ms and a loaded machine may stall for tens of ms)
         ("the first attempt", 2, 1, True),  # nothing withdrawn yet
         ("the wait", 8, 1, True),  # attempt 0-4, wait 4-12
         ("a later attempt", 14, 2, False),  # the retry happened: its withdrawal stays

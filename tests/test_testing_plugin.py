@@ -53,7 +53,7 @@ async def test_clock_approx_allows_a_tick_per_wait_on_a_quantized_clock(clock: C
     elapsed = clock.now() - start
     assert elapsed == clock.approx(1.0, ticks=3)
     # far enough that a loaded machine's stalls on uvloop's accelerated real
-    # time (1 s is 20 ms there) never reach it: 1.5 s did, once (1.24 s)
+    # time (1 s is 50 ms there) never reach it: 1.5 s did, once (1.24 s)
     assert elapsed != clock.approx(3.0, ticks=3)
     assert clock.resolution == (1e-6 if clock.backend == "looptime" else 0.0)
 
