@@ -227,8 +227,7 @@ class Retry:
             if verdict is False:  # accepted: no name is built on the success path
                 return result
             function = name_of(fn)
-            loop = RetryLoop(settings, settings.name or function, function)
-            loop.fail(None, result, verdict)
+            loop = _start_loop(settings, settings.name or function, function, verdict, None, result)
         # Outside the except block, so later errors are not chained to the
         # first; the loop owns the error now (no frame <-> traceback cycle).
         retrying = _retry(fn, args, kwargs, loop)
@@ -262,6 +261,18 @@ def _loop_after(
     *result* was judged, or ``None`` if the *verdict* is not to retry."""
     if verdict is False:
         return None
+    return _start_loop(settings, name, function, verdict, exc, result)
+
+
+def _start_loop(
+    settings: Settings,
+    name: str,
+    function: str,
+    verdict: bool | float,
+    exc: BaseException | None,
+    result: object,
+) -> RetryLoop:
+    """The retry loop of a call whose first attempt is retried (*verdict*)."""
     loop = RetryLoop(settings, name, function)
     loop.fail(exc, result, verdict)
     return loop

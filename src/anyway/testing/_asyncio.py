@@ -166,9 +166,9 @@ def accelerated_uvloop_factory(speedup: float) -> Callable[[], asyncio.AbstractE
     on the first millisecond at which ``time()`` has reached its due time,
     never earlier, and timers fire in the order they are due (one registered
     after its due time fires on the next millisecond, after the timers already
-    due). Timers still
-    come from libuv on real time (real scheduling jitter), so durations are
-    approximate, and time moves in steps of ``speedup`` milliseconds.
+    due). Timers still come from libuv on real time (real scheduling jitter),
+    so durations are approximate, and time moves in steps of ``speedup``
+    milliseconds.
     """
     import uvloop
 
@@ -180,13 +180,16 @@ def accelerated_uvloop_factory(speedup: float) -> Callable[[], asyncio.AbstractE
     class AcceleratedUVLoop(uvloop.Loop):
         # Time is libuv's own clock (whole milliseconds, what uvloop's time()
         # reports too), scaled: then "time() >= when" holds exactly when libuv
-        # considers a timer due at `when`, so a deadline that has passed by
-        # time() has always fired by the next loop iteration.
+        # considers a timer due at `when`, so a deadline registered before it
+        # passed has always fired by the next loop iteration once time() shows
+        # it passed.
         _anyway_speedup = float(speedup)
         _anyway_origin_ms = 0
 
         def _libuv_ms(self) -> int:
-            return round(uvloop.Loop.time(self) * 1e3)  # refreshes libuv's clock
+            # libuv's cached clock: updated each loop iteration and when a
+            # timer starts (uvloop's time() does not update it)
+            return round(uvloop.Loop.time(self) * 1e3)
 
         def time(self) -> float:
             return self._at(self._libuv_ms())
