@@ -25,9 +25,11 @@ def hedgers() -> PerKey[Hedger]:
 
 
 async def wait_for_connections(server: RealServer, count: int) -> int:
-    """The server's open connections, once they are *count* (or after 2 s)."""
+    """The server's open connections, once they are at most *count* (or after
+    2 s). At most: the server is shared, and a connection an earlier test left
+    to the pool may close meanwhile, below the baseline."""
     with anyio.move_on_after(2.0):
-        while server.open_connections != count:
+        while server.open_connections > count:
             await anyio.sleep(0.005)
     return server.open_connections
 
@@ -50,10 +52,10 @@ async def test_a_hedged_request_closes_the_losers_connection(server: RealServer,
         assert (stats.calls, stats.extra) == (4, 1)
         # The loser's connection was closed (it could not go back to the
         # pool mid-answer); the winner's is idle in the pool.
-        assert await wait_for_connections(server, baseline + 1) == baseline + 1
+        assert await wait_for_connections(server, baseline + 1) <= baseline + 1
         for _ in range(3):  # the pool still works
             assert (await client.get(server.url("/ok", key=key))).status_code == 200
-    assert await wait_for_connections(server, baseline) == baseline
+    assert await wait_for_connections(server, baseline) <= baseline
 
 
 async def test_hosts_are_hedged_separately_and_post_never(server: RealServer, key: str) -> None:
@@ -79,12 +81,14 @@ async def test_cancelling_a_hedged_request_leaks_no_connection(
     async with httpx.AsyncClient(transport=transport) as client:
         for _ in range(3):
             await client.get(server.url("/ok", key=key))
-        with anyio.move_on_after(0.04) as scope:
-            await client.get(server.url("/slow", key=key, delay=0.08))
+        # the hedge delay is the median of the /ok latencies: under load tens
+        # of ms, so the second copy needs room before the cancellation
+        with anyio.move_on_after(0.1) as scope:
+            await client.get(server.url("/slow", key=key, delay=0.3))
         assert scope.cancelled_caught
         assert server.count(key) == 5  # both copies were sent, both cancelled
         stats = limiters[f"127.0.0.1:{server.port}"].statistics()
         assert (stats.in_flight, stats.waiting) == (0, 0)
         response = await client.get(server.url("/ok", key=key))
         assert response.status_code == 200
-    assert await wait_for_connections(server, baseline) == baseline
+    assert await wait_for_connections(server, baseline) <= baseline
